@@ -1,0 +1,233 @@
+"""``servedmodel-export``: publish verified SavedModel versions for TF Serving, list and inspect them.
+
+TensorFlow is imported only once a command runs, so ``--help`` and usage errors answer instantly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .errors import (
+    EXIT_INTERNAL,
+    EXIT_OK,
+    EXIT_PUBLISH,
+    EXIT_SOURCE,
+    EXIT_USAGE,
+    EXIT_VERIFICATION,
+    EXIT_VERSION_EXISTS,
+    ExporterError,
+)
+
+PROG = "servedmodel-export"
+log = logging.getLogger("servedmodel_exporter")
+
+EXIT_CODES = f"""\
+exit codes:
+  {EXIT_OK}  success
+  {EXIT_INTERNAL}  unexpected internal error (a bug: please report it with the traceback)
+  {EXIT_USAGE}  usage error (bad arguments, sample inputs that do not fit the signature)
+  {EXIT_SOURCE}  source error (not found, download failed, sha256 mismatch, unreadable model)
+  {EXIT_VERIFICATION}  verification failed (does not load, signature missing, parity out of tolerance)
+  {EXIT_VERSION_EXISTS}  the requested version already exists (published versions are immutable)
+  {EXIT_PUBLISH}  publish/IO error (base path not writable, lock, rename or retention failed)
+"""
+
+PUBLISH_EPILOG = f"""\
+The version folder is built in <base>/<model>/.staging-<pid>-<random> (a name TF Serving ignores), verified,
+fsynced, then renamed to <base>/<model>/<version>, so TF Serving only ever sees complete versions. Progress
+goes to stderr; with --json the result (including the published "version") is the only thing on stdout.
+
+examples:
+  # Keras 3 file, next free version, keep the 3 newest versions plus version 7
+  {PROG} publish model.keras --base-path /models --model iris --keep 3 --pin 7
+
+  # download, check the checksum, explicit version, 100 warmup requests, machine-readable result
+  {PROG} publish https://example.org/iris.keras --sha256 9f86d08...  --base-path /models \\
+      --model iris --version 12 --warmup 100 --json
+
+  # an existing SavedModel folder, parity on your own inputs
+  {PROG} publish ./export/saved_model --base-path /models --model iris --sample-inputs x.json
+
+{EXIT_CODES}"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.quiet)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        return args.command(args)
+    except ExporterError as exc:
+        return _fail(args, exc, exc.exit_code)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _publish(args: argparse.Namespace) -> int:
+    from .pipeline import PublishRequest, publish
+
+    result = publish(
+        PublishRequest(
+            source=args.source,
+            base_path=args.base_path,
+            model=args.model,
+            version=args.version,
+            sha256=args.sha256,
+            signature=args.signature,
+            sample_inputs=args.sample_inputs,
+            atol=args.atol,
+            rtol=args.rtol,
+            warmup_records=args.warmup,
+            keep=args.keep,
+            pins=tuple(args.pin),
+        )
+    )
+    if args.json:
+        _print_json({"ok": True, **result.to_dict()})
+    else:
+        print(f"published {result.model} version {result.version} at {result.path}")
+        if result.removed_versions:
+            print(f"removed old versions: {', '.join(map(str, result.removed_versions))}")
+    return EXIT_OK
+
+
+def _list(args: argparse.Namespace) -> int:
+    from .inspection import list_versions, render_table
+
+    entries = list_versions(args.base_path, args.model)
+    if args.json:
+        _print_json({"ok": True, "model": args.model, "versions": entries})
+    else:
+        print(render_table(entries) if entries else f"no versions of {args.model} under {args.base_path}")
+    return EXIT_OK
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from .inspection import inspect_path, render_details
+
+    entries = inspect_path(args.path)
+    if args.json:
+        _print_json({"ok": True, "versions": entries})
+    else:
+        print(render_details(entries) if entries else f"no versions under {args.path}")
+    return EXIT_OK
+
+
+def _fail(args: argparse.Namespace, exc: Exception, code: int) -> int:
+    print(f"{PROG}: error: {exc}", file=sys.stderr)
+    if args.json:
+        _print_json({"ok": False, "error": {"type": type(exc).__name__, "message": str(exc), "exit_code": code}})
+    return code
+
+
+def _configure_logging(quiet: bool) -> None:
+    """Progress lines of this package only, on the current stderr (stdout is reserved for results)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"{PROG}: %(message)s"))
+    log.handlers = [handler]
+    log.propagate = False
+    log.setLevel(logging.WARNING if quiet else logging.INFO)
+
+
+def _print_json(payload: dict[str, Any]) -> None:
+    print(json.dumps(payload, indent=2, sort_keys=True))
+
+
+def _version(text: str) -> int | None:
+    if text == "auto":
+        return None
+    if not text.isdigit() or int(text) >= 2**63:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a non-negative integer, got {text!r}")
+    return int(text)
+
+
+def _non_negative_int(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return int(text)
+
+
+def _positive_int(text: str) -> int:
+    value = _non_negative_int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("expected at least 1")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Publish verified, versioned SavedModels for TensorFlow Serving, atomically.",
+        epilog=f"Run '{PROG} COMMAND --help' for each command's options and examples.\n\n{EXIT_CODES}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print a machine-readable result on stdout")
+    common.add_argument("-q", "--quiet", action="store_true", help="no progress output on stderr")
+
+    pub = commands.add_parser(
+        "publish",
+        parents=[common],
+        help="export/verify a model and publish it as a new version",
+        description="Export a Keras model (.keras, legacy .h5) or copy a SavedModel folder, verify it and "
+        "publish it atomically as <base>/<model>/<version>/.",
+        epilog=PUBLISH_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    pub.add_argument("source", help="a .keras or .h5 file, a SavedModel folder, or an http(s) URL of a file")
+    pub.add_argument("--base-path", type=Path, required=True, help="root of the model repository (shared volume)")
+    pub.add_argument("--model", required=True, help="model name: versions go to <base>/<model>/<version>/")
+    pub.add_argument("--version", type=_version, default=None, metavar="auto|N",
+                     help="'auto' (default): one more than the highest published version; N: exactly N")
+    pub.add_argument("--sha256", help="expected sha256 of the source file (of the folder digest for a folder)")
+    pub.add_argument("--signature", default="serving_default", help="signature to verify (default: %(default)s)")
+    pub.add_argument("--sample-inputs", type=Path, metavar="FILE",
+                     help="parity inputs: .npy (single-input signature) or JSON {\"input\": [...]}; "
+                     "default: generated from the signature with a fixed seed")
+    pub.add_argument("--atol", type=float, default=1e-5, help="absolute parity tolerance (default: %(default)s)")
+    pub.add_argument("--rtol", type=float, default=1e-5, help="relative parity tolerance (default: %(default)s)")
+    pub.add_argument("--warmup", type=_non_negative_int, default=0, metavar="N",
+                     help="write N (<= 1000) warmup requests to assets.extra/tf_serving_warmup_requests")
+    pub.add_argument("--keep", type=_positive_int, metavar="N",
+                     help="after publishing, remove the oldest versions beyond the N highest")
+    pub.add_argument("--pin", type=_non_negative_int, action="append", default=[], metavar="V",
+                     help="never remove version V with --keep (repeatable, e.g. versions a 'specific' policy serves)")
+    pub.set_defaults(command=_publish)
+
+    lst = commands.add_parser(
+        "list",
+        parents=[common],
+        help="list published versions of a model",
+        epilog=f"example:\n  {PROG} list --base-path /models --model iris --json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    lst.add_argument("--base-path", type=Path, required=True)
+    lst.add_argument("--model", required=True)
+    lst.set_defaults(command=_list)
+
+    ins = commands.add_parser(
+        "inspect",
+        parents=[common],
+        help="show manifest and signatures of a version folder or of every version of a model folder",
+        epilog=f"examples:\n  {PROG} inspect /models/iris/3\n  {PROG} inspect /models/iris --json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ins.add_argument("path", type=Path, help="<base>/<model>/<version> or <base>/<model>")
+    ins.set_defaults(command=_inspect)
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

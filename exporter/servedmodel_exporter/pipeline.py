@@ -1,0 +1,190 @@
+"""The publish use case: fetch, export into staging, verify, add extras, fsync, rename, prune.
+
+Every check runs on the staged copy before the rename, so a failure at any step leaves published versions
+untouched and at most a staging folder that this or the next run removes.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import manifest, models, signatures, warmup
+from .checkpoints import EXPORTED, STAGING_CREATED, SYNCED, VERIFIED, checkpoint
+from .errors import PublishError, UsageError
+from .publish import ModelDir, Staging, fsync_tree
+from .sources import SAVED_MODEL, Source, resolve
+from .verify import Report, verify
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SIGNATURE = "serving_default"
+
+
+@dataclass(frozen=True)
+class PublishRequest:
+    source: str
+    base_path: Path
+    model: str
+    version: int | None = None  # None: one more than the highest published version
+    sha256: str | None = None
+    signature: str = DEFAULT_SIGNATURE
+    sample_inputs: Path | None = None
+    atol: float = 1e-5
+    rtol: float = 1e-5
+    warmup_records: int = 0
+    keep: int | None = None
+    pins: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    model: str
+    version: int
+    path: str
+    source: dict[str, str]
+    signatures: list[str]
+    max_abs_diff: dict[str, float]
+    warmup_records: int
+    removed_versions: list[int] = field(default_factory=list)
+    cleaned_leftovers: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def publish(request: PublishRequest) -> PublishResult:
+    _validate(request)
+    model_dir = ModelDir(request.base_path, request.model)
+    model_dir.ensure()
+    if request.version is not None:
+        model_dir.check_free(request.version)  # fail before the expensive part; re-checked under the lock
+    with tempfile.TemporaryDirectory(prefix="servedmodel-export-") as work:
+        with _step("fetching source"):
+            source = resolve(request.source, Path(work), request.sha256)
+        with _step(f"loading {source.kind} source"):
+            source_model, reference = _load_source(source, request.signature)
+        with model_dir.lock():
+            cleaned = model_dir.clean_leftovers()
+            staging = model_dir.new_staging()
+        try:
+            return _publish_staged(request, model_dir, staging, source, source_model, reference, cleaned)
+        finally:
+            staging.discard()  # a no-op for the folder once it has been renamed
+
+
+def _publish_staged(
+    request: PublishRequest,
+    model_dir: ModelDir,
+    staging: Staging,
+    source: Source,
+    source_model: object,
+    reference: models.Predict,
+    cleaned: list[str],
+) -> PublishResult:
+    checkpoint(STAGING_CREATED)
+    with _step(f"writing SavedModel to {staging.path}"):
+        _write_saved_model(source, source_model, staging.path)
+    checkpoint(EXPORTED)
+    with _step("verifying the staged SavedModel"):
+        _loaded, function = models.load_signature(staging.path, request.signature)
+        report = verify(function, reference, request.signature, request.atol, request.rtol, request.sample_inputs)
+    described = signatures.describe(staging.path)
+    with _step("writing signatures, warmup requests and manifest"):
+        _write_extras(staging.path, source, described, report, request.warmup_records, models.signature_predict(function))
+    checkpoint(VERIFIED)
+    with _step("syncing to disk"):
+        fsync_tree(staging.path)
+    checkpoint(SYNCED)
+    with model_dir.lock():
+        published = model_dir.versions()
+        version = request.version if request.version is not None else max(published, default=0) + 1
+        model_dir.check_free(version)
+        path = model_dir.commit(staging, version)
+        log.info("published %s version %d at %s", request.model, version, path)
+        removed = _prune(model_dir, request, version)
+    return PublishResult(
+        model=request.model,
+        version=version,
+        path=str(path),
+        source={"uri": source.uri, "kind": source.kind, "sha256": source.sha256},
+        signatures=sorted(described),
+        max_abs_diff=report.max_abs_diff,
+        warmup_records=request.warmup_records,
+        removed_versions=removed,
+        cleaned_leftovers=cleaned,
+    )
+
+
+def _validate(request: PublishRequest) -> None:
+    if request.version is not None and request.version < 0:
+        raise UsageError(f"--version must be 'auto' or a non-negative integer, got {request.version}")
+    if request.keep is not None and request.keep < 1:
+        raise UsageError(f"--keep must be at least 1, got {request.keep}")
+    if request.pins and request.keep is None:
+        raise UsageError("--pin only makes sense with --keep")
+    if request.atol < 0 or request.rtol < 0:
+        raise UsageError("--atol and --rtol must not be negative")
+    if not 0 <= request.warmup_records <= warmup.MAX_RECORDS:
+        raise UsageError(f"--warmup must be between 0 and {warmup.MAX_RECORDS} (TF Serving's limit)")
+    if request.sample_inputs is not None and not request.sample_inputs.is_file():
+        raise UsageError(f"--sample-inputs file not found: {request.sample_inputs}")
+
+
+def _load_source(source: Source, signature: str) -> tuple[object, models.Predict]:
+    """The loaded source (Keras model or SavedModel, kept alive by the caller) and the parity reference."""
+    if source.kind == SAVED_MODEL:
+        loaded, function = models.load_source_signature(source, signature)
+        return loaded, models.signature_predict(function)
+    model = models.load_keras(source)
+    return model, models.keras_predict(model)
+
+
+def _write_saved_model(source: Source, source_model: object, destination: Path) -> None:
+    if source.kind == SAVED_MODEL:
+        models.copy_saved_model(source, destination)
+    else:
+        models.export_keras(source_model, destination)
+
+
+def _write_extras(
+    version_dir: Path,
+    source: Source,
+    described: dict[str, Any],
+    report: Report,
+    warmup_records: int,
+    staged_predict: models.Predict,
+) -> None:
+    assets_extra = version_dir / manifest.ASSETS_EXTRA
+    try:
+        assets_extra.mkdir(exist_ok=True)
+        (assets_extra / manifest.SIGNATURES_FILE).write_text(signatures.render(described))
+        if warmup_records:
+            path = warmup.write(assets_extra, report.samples, report.signature, warmup_records)
+            warmup.replay(path, staged_predict, report.signature, warmup_records)
+        manifest.write(assets_extra, manifest.build(source, described, report, warmup_records))
+    except OSError as exc:
+        raise PublishError(f"cannot write {assets_extra}: {exc.strerror or exc}") from exc
+
+
+def _prune(model_dir: ModelDir, request: PublishRequest, version: int) -> list[int]:
+    if request.keep is None:
+        return []
+    try:
+        return model_dir.prune(request.keep, request.pins, protect=version)
+    except PublishError as exc:
+        raise PublishError(f"version {version} was published, but retention failed: {exc}") from exc
+
+
+@contextmanager
+def _step(what: str) -> Iterator[None]:
+    log.info("%s ...", what)
+    started = time.monotonic()
+    yield
+    log.info("%s: done in %.1fs", what, time.monotonic() - started)

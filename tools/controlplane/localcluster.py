@@ -1,0 +1,423 @@
+"""A real, throw-away Kubernetes control plane on loopback: etcd, kube-apiserver (RBAC on),
+kube-controller-manager, kube-scheduler and kwok (fake kubelets, so pods get scheduled and turn Ready).
+
+Used by the test suite (as a pytest fixture) and by `make demo`. Binaries come from `build.sh`, which
+builds them from the Go module proxy into a cache folder outside the clone.
+
+    python tools/controlplane/localcluster.py up --dir /tmp/cp     # start, print KUBECONFIG, wait
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import ipaddress
+import os
+import secrets
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SERVICE_CIDR = "10.96.0.0/24"
+NODE_NAME = "kwok-node-0"
+
+
+class ControlPlaneError(RuntimeError):
+    """The control plane could not be built or started; the message says which part and why."""
+
+
+def build_binaries() -> Path:
+    """Build (or find in the cache) the control-plane binaries and return their folder."""
+    proc = subprocess.run(["bash", str(HERE / "build.sh")], stdout=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        raise ControlPlaneError(f"building the control plane failed (exit {proc.returncode}); see the log above")
+    return Path(proc.stdout.strip().splitlines()[-1])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _write_pki(pki: Path) -> None:
+    """A CA, the API server's serving certificate and the service-account signing key pair."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    def key() -> rsa.RSAPrivateKey:
+        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+    def pem_key(k: rsa.RSAPrivateKey) -> bytes:
+        return k.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+
+    now = dt.datetime.now(dt.timezone.utc)
+    ca_key = key()
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "servedmodel-test-ca")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=7))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    srv_key = key()
+    sans = [
+        x509.DNSName("localhost"),
+        x509.DNSName("kubernetes"),
+        x509.DNSName("kubernetes.default.svc"),
+        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+        x509.IPAddress(ipaddress.ip_address("10.96.0.1")),
+    ]
+    srv = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]))
+        .issuer_name(ca_name)
+        .public_key(srv_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=7))
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    sa_key = key()
+    pki.mkdir(parents=True, exist_ok=True)
+    (pki / "ca.crt").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    (pki / "apiserver.crt").write_bytes(srv.public_bytes(serialization.Encoding.PEM))
+    (pki / "apiserver.key").write_bytes(pem_key(srv_key))
+    (pki / "sa.key").write_bytes(pem_key(sa_key))
+    (pki / "sa.pub").write_bytes(
+        sa_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+
+
+def kubeconfig_text(server: str, ca_file: Path, user: str, token: str) -> str:
+    return f"""apiVersion: v1
+kind: Config
+clusters:
+- name: local
+  cluster:
+    server: {server}
+    certificate-authority: {ca_file}
+users:
+- name: {user}
+  user:
+    token: {token}
+contexts:
+- name: local
+  context: {{cluster: local, user: {user}, namespace: default}}
+current-context: local
+"""
+
+
+@dataclass
+class LocalCluster:
+    """One control plane in `workdir`. `start()` blocks until the API server is ready and a node exists."""
+
+    workdir: Path
+    bin_dir: Path | None = None
+    with_kwok: bool = True
+    log_dir: Path | None = None
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    server: str = ""
+    admin_token: str = field(default_factory=lambda: secrets.token_hex(16))
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.workdir / "admin.kubeconfig"
+
+    @property
+    def ca_file(self) -> Path:
+        return self.workdir / "pki" / "ca.crt"
+
+    def kubectl(self, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
+        """Run the control plane's own kubectl as admin."""
+        assert self.bin_dir is not None
+        cmd = [str(self.bin_dir / "kubectl"), f"--kubeconfig={self.kubeconfig}", *args]
+        proc = subprocess.run(cmd, input=input, capture_output=True, text=True)
+        if check and proc.returncode != 0:
+            raise ControlPlaneError(f"kubectl {' '.join(args)} failed: {proc.stderr.strip()}")
+        return proc
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def start(self, timeout: float = 120) -> LocalCluster:
+        if self.bin_dir is None:
+            self.bin_dir = build_binaries()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.log_dir = self.log_dir or self.workdir / "logs"
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        pki = self.workdir / "pki"
+        _write_pki(pki)
+        tokens = {
+            "admin": (self.admin_token, "admin", "system:masters"),
+            "controller-manager": (secrets.token_hex(16), "system:kube-controller-manager", ""),
+            "scheduler": (secrets.token_hex(16), "system:kube-scheduler", ""),
+        }
+        (self.workdir / "tokens.csv").write_text(
+            "".join(f'{tok},{user},{user},"{groups}"\n' for tok, user, groups in tokens.values())
+        )
+        deadline = time.monotonic() + timeout
+        try:
+            self._start_etcd(deadline)
+            self._start_apiserver(pki, deadline)
+            for name, (tok, user, _) in tokens.items():
+                text = kubeconfig_text(self.server, self.ca_file, user, tok)
+                path = self.kubeconfig if name == "admin" else self.workdir / f"{name}.kubeconfig"
+                path.write_text(text)
+            self._start_controller_manager(pki)
+            self._start_scheduler()
+            if self.with_kwok:
+                self._start_kwok()
+                self._create_node()
+            self._wait_default_service_account(deadline)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Stop every component, API clients first, etcd last."""
+        for name in ["kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"]:
+            proc = self.processes.pop(name, None)
+            if proc is None or proc.poll() is not None:
+                continue
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def __enter__(self) -> LocalCluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- components --------------------------------------------------------------------------------
+
+    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
+        assert self.bin_dir is not None and self.log_dir is not None
+        log = open(self.log_dir / f"{name}.log", "ab")
+        proc = subprocess.Popen(
+            [str(self.bin_dir / name), *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        log.close()
+        self.processes[name] = proc
+        return proc
+
+    def _check_alive(self, name: str) -> None:
+        proc = self.processes[name]
+        if proc.poll() is not None:
+            assert self.log_dir is not None
+            tail = (self.log_dir / f"{name}.log").read_text(errors="replace")[-3000:]
+            raise ControlPlaneError(f"{name} exited with code {proc.returncode}:\n{tail}")
+
+    def _start_etcd(self, deadline: float) -> None:
+        client, peer = free_port(), free_port()
+        self.etcd_url = f"http://127.0.0.1:{client}"
+        self._spawn(
+            "etcd",
+            [
+                f"--data-dir={self.workdir / 'etcd'}",
+                f"--listen-client-urls={self.etcd_url}",
+                f"--advertise-client-urls={self.etcd_url}",
+                f"--listen-peer-urls=http://127.0.0.1:{peer}",
+                f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}",
+                f"--initial-cluster=default=http://127.0.0.1:{peer}",
+                "--listen-metrics-urls=",
+                "--unsafe-no-fsync",  # a throw-away test store: durability buys nothing here
+                "--log-level=warn",
+            ],
+        )
+        self._wait_http("etcd", f"{self.etcd_url}/health", deadline)
+
+    def _start_apiserver(self, pki: Path, deadline: float) -> None:
+        port = free_port()
+        self.server = f"https://127.0.0.1:{port}"
+        self._spawn(
+            "kube-apiserver",
+            [
+                f"--etcd-servers={self.etcd_url}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={port}",
+                f"--cert-dir={self.workdir / 'apiserver-certs'}",
+                f"--tls-cert-file={pki / 'apiserver.crt'}",
+                f"--tls-private-key-file={pki / 'apiserver.key'}",
+                f"--client-ca-file={pki / 'ca.crt'}",
+                f"--token-auth-file={self.workdir / 'tokens.csv'}",
+                "--authorization-mode=RBAC",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--service-account-issuer=https://kubernetes.default.svc",
+                f"--service-account-key-file={pki / 'sa.pub'}",
+                f"--service-account-signing-key-file={pki / 'sa.key'}",
+                "--allow-privileged=true",
+                "--endpoint-reconciler-type=none",
+                "--v=1",
+            ],
+        )
+        self._wait_http("kube-apiserver", f"{self.server}/readyz", deadline, token=self.admin_token)
+
+    def _start_controller_manager(self, pki: Path) -> None:
+        kc = self.workdir / "controller-manager.kubeconfig"
+        self._spawn(
+            "kube-controller-manager",
+            [
+                f"--kubeconfig={kc}",
+                f"--authentication-kubeconfig={kc}",
+                f"--authorization-kubeconfig={kc}",
+                f"--service-account-private-key-file={pki / 'sa.key'}",
+                f"--root-ca-file={pki / 'ca.crt'}",
+                "--use-service-account-credentials=true",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--leader-elect=false",
+                "--bind-address=127.0.0.1",
+                "--secure-port=0",
+                "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller",
+                "--concurrent-deployment-syncs=10",
+                "--concurrent-replicaset-syncs=10",
+                "--kube-api-qps=200",
+                "--kube-api-burst=400",
+                "--v=1",
+            ],
+        )
+
+    def _start_scheduler(self) -> None:
+        kc = self.workdir / "scheduler.kubeconfig"
+        config = self.workdir / "scheduler.yaml"
+        config.write_text(
+            "apiVersion: kubescheduler.config.k8s.io/v1\n"
+            "kind: KubeSchedulerConfiguration\n"
+            f"clientConnection: {{kubeconfig: {kc}, qps: 200, burst: 400}}\n"
+            "leaderElection: {leaderElect: false}\n"
+        )
+        self._spawn(
+            "kube-scheduler",
+            [f"--config={config}", f"--authentication-kubeconfig={kc}", f"--authorization-kubeconfig={kc}",
+             "--secure-port=0", "--v=1"],
+        )
+
+    def _start_kwok(self) -> None:
+        assert self.bin_dir is not None
+        config = self.workdir / "kwok.yaml"
+        config.write_text(
+            "apiVersion: config.kwok.x-k8s.io/v1alpha1\nkind: KwokConfiguration\n"
+            "options: {nodePlayStageParallelism: 4, podPlayStageParallelism: 8}\n---\n"
+            + (self.bin_dir / "kwok-stages.yaml").read_text()
+        )
+        self._spawn(
+            "kwok",
+            [
+                f"--kubeconfig={self.kubeconfig}",
+                f"--config={config}",
+                "--manage-all-nodes=false",
+                "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+                "--cidr=10.244.0.0/24",
+                "--node-ip=10.244.0.1",
+                "--server-address=",
+            ],
+        )
+
+    def _create_node(self) -> None:
+        self.kubectl(
+            "apply",
+            "-f",
+            "-",
+            input=f"""apiVersion: v1
+kind: Node
+metadata:
+  name: {NODE_NAME}
+  annotations: {{kwok.x-k8s.io/node: fake, node.alpha.kubernetes.io/ttl: "0"}}
+  labels: {{kubernetes.io/hostname: {NODE_NAME}, kubernetes.io/os: linux, kubernetes.io/arch: amd64, type: kwok}}
+status:
+  allocatable: {{cpu: "64", memory: 512Gi, pods: "1000", nvidia.com/gpu: "8"}}
+  capacity: {{cpu: "64", memory: 512Gi, pods: "1000", nvidia.com/gpu: "8"}}
+""",
+        )
+
+    def _wait_default_service_account(self, deadline: float) -> None:
+        """Pods cannot be created before the service-account controller made `default`."""
+        while time.monotonic() < deadline:
+            self._check_alive("kube-controller-manager")
+            if self.kubectl("get", "serviceaccount", "default", "-n", "default", check=False).returncode == 0:
+                return
+            time.sleep(0.3)
+        raise ControlPlaneError("kube-controller-manager did not create the default ServiceAccount in time")
+
+    def _wait_http(self, name: str, url: str, deadline: float, token: str | None = None) -> None:
+        ctx = ssl.create_default_context(cafile=str(self.ca_file)) if url.startswith("https") else None
+        last = ""
+        while time.monotonic() < deadline:
+            self._check_alive(name)
+            req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+            try:
+                with urllib.request.urlopen(req, timeout=2, context=ctx) as resp:
+                    if resp.status == 200:
+                        return
+            except Exception as exc:  # not up yet: connection refused, 500 while post-start hooks run
+                last = str(exc)
+            time.sleep(0.2)
+        raise ControlPlaneError(f"{name} was not ready at {url} in time (last error: {last})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("build", help="build the binaries (or find them in the cache) and print their folder")
+    up = sub.add_parser("up", help="start a control plane and keep it running until interrupted")
+    up.add_argument("--dir", type=Path, help="working folder (default: a new temporary folder)")
+    up.add_argument("--ready-file", type=Path, help="write the kubeconfig path here once ready")
+    args = parser.parse_args(argv)
+    if args.command == "build":
+        print(build_binaries())
+        return 0
+    workdir = args.dir or Path(tempfile.mkdtemp(prefix="servedmodel-cp-"))
+    cluster = LocalCluster(workdir=workdir)
+    stop = {"now": False}
+    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+    cluster.start()
+    print(f"control plane ready: KUBECONFIG={cluster.kubeconfig}", flush=True)
+    if args.ready_file:
+        args.ready_file.write_text(str(cluster.kubeconfig))
+    try:
+        while not stop["now"]:
+            for name in list(cluster.processes):
+                cluster._check_alive(name)
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        cluster.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
