@@ -126,7 +126,9 @@ def _inspect(args: argparse.Namespace) -> int:
 def _fail(args: argparse.Namespace, exc: Exception, code: int) -> int:
     print(f"{PROG}: error: {exc}", file=sys.stderr)
     if args.json:
-        _print_json({"ok": False, "error": {"type": type(exc).__name__, "message": str(exc), "exit_code": code}})
+        _print_json(
+            {"ok": False, "error": {"type": type(exc).__name__, "message": str(exc), "exit_code": code}}
+        )
     return code
 
 
@@ -187,23 +189,57 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     pub.add_argument("source", help="a .keras or .h5 file, a SavedModel folder, or an http(s) URL of a file")
-    pub.add_argument("--base-path", type=Path, required=True, help="root of the model repository (shared volume)")
+    pub.add_argument(
+        "--base-path", type=Path, required=True, help="root of the model repository (shared volume)"
+    )
     pub.add_argument("--model", required=True, help="model name: versions go to <base>/<model>/<version>/")
-    pub.add_argument("--version", type=_version, default=None, metavar="auto|N",
-                     help="'auto' (default): one more than the highest published version; N: exactly N")
-    pub.add_argument("--sha256", help="expected sha256 of the source file (of the folder digest for a folder)")
-    pub.add_argument("--signature", default="serving_default", help="signature to verify (default: %(default)s)")
-    pub.add_argument("--sample-inputs", type=Path, metavar="FILE",
-                     help="parity inputs: .npy (single-input signature) or JSON {\"input\": [...]}; "
-                     "default: generated from the signature with a fixed seed")
-    pub.add_argument("--atol", type=float, default=1e-5, help="absolute parity tolerance (default: %(default)s)")
-    pub.add_argument("--rtol", type=float, default=1e-5, help="relative parity tolerance (default: %(default)s)")
-    pub.add_argument("--warmup", type=_non_negative_int, default=0, metavar="N",
-                     help="write N (<= 1000) warmup requests to assets.extra/tf_serving_warmup_requests")
-    pub.add_argument("--keep", type=_positive_int, metavar="N",
-                     help="after publishing, remove the oldest versions beyond the N highest")
-    pub.add_argument("--pin", type=_non_negative_int, action="append", default=[], metavar="V",
-                     help="never remove version V with --keep (repeatable, e.g. versions a 'specific' policy serves)")
+    pub.add_argument(
+        "--version",
+        type=_version,
+        default=None,
+        metavar="auto|N",
+        help="'auto' (default): one more than the highest published version; N: exactly N",
+    )
+    pub.add_argument(
+        "--sha256", help="expected sha256 of the source file (of the folder digest for a folder)"
+    )
+    pub.add_argument(
+        "--signature", default="serving_default", help="signature to verify (default: %(default)s)"
+    )
+    pub.add_argument(
+        "--sample-inputs",
+        type=Path,
+        metavar="FILE",
+        help='parity inputs: .npy (single-input signature) or JSON {"input": [...]}; '
+        "default: generated from the signature with a fixed seed",
+    )
+    pub.add_argument(
+        "--atol", type=float, default=1e-5, help="absolute parity tolerance (default: %(default)s)"
+    )
+    pub.add_argument(
+        "--rtol", type=float, default=1e-5, help="relative parity tolerance (default: %(default)s)"
+    )
+    pub.add_argument(
+        "--warmup",
+        type=_non_negative_int,
+        default=0,
+        metavar="N",
+        help="write N (<= 1000) warmup requests to assets.extra/tf_serving_warmup_requests",
+    )
+    pub.add_argument(
+        "--keep",
+        type=_positive_int,
+        metavar="N",
+        help="after publishing, remove the oldest versions beyond the N highest",
+    )
+    pub.add_argument(
+        "--pin",
+        type=_non_negative_int,
+        action="append",
+        default=[],
+        metavar="V",
+        help="never remove version V with --keep (repeatable, e.g. versions a 'specific' policy serves)",
+    )
     pub.set_defaults(command=_publish)
 
     lst = commands.add_parser(

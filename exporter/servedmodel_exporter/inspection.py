@@ -54,7 +54,9 @@ def render_table(entries: list[dict[str, Any]]) -> str:
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[3] for row in rows)
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[3] for row in rows
+    )
 
 
 def render_details(entries: list[dict[str, Any]]) -> str:
@@ -66,7 +68,8 @@ def render_details(entries: list[dict[str, Any]]) -> str:
             header += (
                 f"\n  created {found['created_utc']} by exporter {found['exporter_version']}"
                 f" (TF {found['tensorflow_version']}, Keras {found['keras_version']})"
-                f"\n  source {found['source']['uri']} ({found['source']['kind']}, sha256 {found['source']['sha256']})"
+                f"\n  source {found['source']['uri']} ({found['source']['kind']},"
+                f" sha256 {found['source']['sha256']})"
                 f"\n  warmup records: {found['warmup_records']}"
             )
         else:

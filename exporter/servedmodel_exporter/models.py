@@ -20,7 +20,7 @@ Predict = Callable[[Mapping[str, np.ndarray]], Outputs]
 
 
 def load_keras(source: Source) -> keras.Model:
-    """Load a ``.keras`` or legacy ``.h5`` file; ``safe_mode`` stays on so a file cannot run arbitrary code."""
+    """Load a ``.keras`` or legacy ``.h5`` file; ``safe_mode`` stays on: a file cannot run arbitrary code."""
     try:
         return keras.saving.load_model(source.path, compile=False)
     except Exception as exc:  # Keras raises many unrelated types for corrupt or truncated files
@@ -28,14 +28,16 @@ def load_keras(source: Source) -> keras.Model:
 
 
 def export_keras(model: keras.Model, destination: Path) -> None:
-    """Keras 3 export, which writes a ``serving_default`` signature; its chatter goes to stderr, not stdout."""
+    """Keras 3 export, which writes a ``serving_default`` signature; its chatter goes to stderr."""
     try:
         with contextlib.redirect_stdout(sys.stderr):
             model.export(str(destination), format="tf_saved_model", verbose=False)
     except OSError as exc:
         raise PublishError(f"cannot write SavedModel to {destination}: {exc.strerror or exc}") from exc
     except Exception as exc:  # tracing errors: model without known input shapes, unsupported layers...
-        raise SourceError(f"cannot export the Keras model as a SavedModel: {type(exc).__name__}: {exc}") from exc
+        raise SourceError(
+            f"cannot export the Keras model as a SavedModel: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def copy_saved_model(source: Source, destination: Path) -> None:
@@ -79,7 +81,9 @@ def load_signature(path: Path, signature: str) -> tuple[object, tf.types.experim
     return loaded, loaded.signatures[signature]
 
 
-def load_source_signature(source: Source, signature: str) -> tuple[object, tf.types.experimental.ConcreteFunction]:
+def load_source_signature(
+    source: Source, signature: str
+) -> tuple[object, tf.types.experimental.ConcreteFunction]:
     """The signature of a SavedModel source; its failures are the source's fault, not the export's."""
     try:
         return load_signature(source.path, signature)

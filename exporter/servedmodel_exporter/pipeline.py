@@ -93,11 +93,21 @@ def _publish_staged(
         _write_saved_model(source, source_model, staging.path)
     checkpoint(EXPORTED)
     with _step("verifying the staged SavedModel"):
-        _loaded, function = models.load_signature(staging.path, request.signature)
-        report = verify(function, reference, request.signature, request.atol, request.rtol, request.sample_inputs)
+        # staged_model must stay referenced while its function runs
+        staged_model, function = models.load_signature(staging.path, request.signature)
+        report = verify(
+            function, reference, request.signature, request.atol, request.rtol, request.sample_inputs
+        )
     described = signatures.describe(staging.path)
     with _step("writing signatures, warmup requests and manifest"):
-        _write_extras(staging.path, source, described, report, request.warmup_records, models.signature_predict(function))
+        _write_extras(
+            staging.path,
+            source,
+            described,
+            report,
+            request.warmup_records,
+            models.signature_predict(function),
+        )
     checkpoint(VERIFIED)
     with _step("syncing to disk"):
         fsync_tree(staging.path)

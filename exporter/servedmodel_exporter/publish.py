@@ -73,7 +73,9 @@ class ModelDir:
 
     def __init__(self, base_path: Path, model: str) -> None:
         if not model or model in (".", "..") or "/" in model or model.startswith("."):
-            raise UsageError(f"invalid model name {model!r}: use one folder name that does not start with '.'")
+            raise UsageError(
+                f"invalid model name {model!r}: use one folder name that does not start with '.'"
+            )
         self.root = Path(base_path) / model
 
     def ensure(self) -> None:
@@ -100,8 +102,8 @@ class ModelDir:
     def check_free(self, version: int) -> None:
         if version in self.versions():
             raise VersionExistsError(
-                f"version {version} of {self.root.name} already exists in {self.root}; published versions are "
-                "immutable: use --version auto or a higher number"
+                f"version {version} of {self.root.name} already exists in {self.root}; published versions "
+                "are immutable: use --version auto or a higher number"
             )
 
     @contextmanager
@@ -125,15 +127,19 @@ class ModelDir:
             fcntl.flock(owner_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             (self.root / name).mkdir()
         except OSError as exc:
-            raise PublishError(f"cannot create a staging folder in {self.root}: {exc.strerror or exc}") from exc
+            raise PublishError(
+                f"cannot create a staging folder in {self.root}: {exc.strerror or exc}"
+            ) from exc
         return Staging(self.root / name, owner_path, owner_fd)
 
     def clean_leftovers(self) -> list[str]:
-        """Remove what crashed runs left (dead staging folders, half-deleted versions); call under ``lock()``."""
+        """Remove what crashed runs left (dead staging, half-deleted versions); call under ``lock()``."""
         removed = []
         for entry in os.scandir(self.root):
             name = entry.name
-            if name.startswith(DELETING_PREFIX) or (name.startswith(STAGING_PREFIX) and not self._alive(name)):
+            if name.startswith(DELETING_PREFIX) or (
+                name.startswith(STAGING_PREFIX) and not self._alive(name)
+            ):
                 _remove(Path(entry.path))
                 removed.append(name)
         if removed:
@@ -147,7 +153,9 @@ class ModelDir:
             _rename_noreplace(staging.path, target)
             _fsync_dir(self.root)
         except FileExistsError as exc:
-            raise VersionExistsError(f"{target} appeared while publishing; published versions are immutable") from exc
+            raise VersionExistsError(
+                f"{target} appeared while publishing; published versions are immutable"
+            ) from exc
         except OSError as exc:
             raise PublishError(f"cannot rename {staging.path} to {target}: {exc.strerror or exc}") from exc
         checkpoint(RENAMED)
@@ -214,7 +222,7 @@ def _fsync_dir(path: Path) -> None:
 
 
 def _rename_noreplace(src: Path, dst: Path) -> None:
-    """``renameat2(RENAME_NOREPLACE)``; where the filesystem lacks it, check-then-rename (callers hold the lock)."""
+    """``renameat2(RENAME_NOREPLACE)``; where the filesystem lacks it, check-then-rename (under the lock)."""
     renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
     if renameat2 is not None:
         if renameat2(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), _RENAME_NOREPLACE) == 0:

@@ -25,10 +25,12 @@ def generate(specs: Mapping[str, tf.TensorSpec], seed: int = SEED) -> dict[str, 
 
 
 def load(path: Path, specs: Mapping[str, tf.TensorSpec]) -> dict[str, np.ndarray]:
-    """Read ``.npy`` (only for single-input signatures) or JSON ``{"input": [...]}`` and fit it to ``specs``."""
+    """Read ``.npy`` (single-input signatures only) or JSON ``{"input": [...]}``, fit to ``specs``."""
     if path.suffix == ".npy":
         if len(specs) != 1:
-            raise UsageError(f"{path}: a .npy file only fits a single-input signature; inputs are {sorted(specs)}")
+            raise UsageError(
+                f"{path}: a .npy file only fits a single-input signature; inputs are {sorted(specs)}"
+            )
         raw = {next(iter(specs)): _read_npy(path)}
     elif path.suffix == ".json":
         raw = _read_json(path)
@@ -37,7 +39,8 @@ def load(path: Path, specs: Mapping[str, tf.TensorSpec]) -> dict[str, np.ndarray
     missing, unknown = set(specs) - set(raw), set(raw) - set(specs)
     if missing or unknown:
         raise UsageError(
-            f"{path}: sample inputs do not match the signature (missing {sorted(missing)}, unknown {sorted(unknown)})"
+            f"{path}: sample inputs do not match the signature "
+            f"(missing {sorted(missing)}, unknown {sorted(unknown)})"
         )
     return {name: _fit(name, value, specs[name]) for name, value in sorted(raw.items())}
 
@@ -55,7 +58,9 @@ def _random_array(spec: tf.TensorSpec, rng: np.random.Generator) -> np.ndarray:
         return rng.integers(0, 2, size=shape).astype(bool)
     if dtype == tf.string:
         return np.full(shape, b"sample", dtype=object)
-    raise UsageError(f"cannot generate samples for input {spec.name!r} of dtype {dtype.name}; pass --sample-inputs")
+    raise UsageError(
+        f"cannot generate samples for input {spec.name!r} of dtype {dtype.name}; pass --sample-inputs"
+    )
 
 
 def _read_npy(path: Path) -> np.ndarray:

@@ -41,7 +41,11 @@ def render(signatures: dict[str, Any]) -> str:
             noun = "input(s)" if kind == "inputs" else "output(s)"
             lines.append(f"  The given SavedModel SignatureDef contains the following {noun}:")
             for tensor_name, info in sig[kind].items():
-                shape = "unknown_rank" if info["shape"] is None else "(" + ", ".join(map(str, info["shape"])) + ")"
+                shape = (
+                    "unknown_rank"
+                    if info["shape"] is None
+                    else "(" + ", ".join(map(str, info["shape"])) + ")"
+                )
                 lines += [
                     f"    {kind}['{tensor_name}'] tensor_info:",
                     f"        dtype: {info['dtype']}",
@@ -62,7 +66,9 @@ def _serving_meta_graph(saved_model_dir: Path) -> meta_graph_pb2.MetaGraphDef:
     for meta_graph in saved_model.meta_graphs:
         if SERVE_TAG in meta_graph.meta_info_def.tags:
             return meta_graph
-    raise VerificationError(f"{saved_model_dir} has no MetaGraph tagged {SERVE_TAG!r}, which TF Serving loads")
+    raise VerificationError(
+        f"{saved_model_dir} has no MetaGraph tagged {SERVE_TAG!r}, which TF Serving loads"
+    )
 
 
 def _tensors(infos: Any) -> dict[str, dict[str, Any]]:

@@ -50,7 +50,9 @@ def resolve(uri: str, workdir: Path, expected_sha256: str | None = None, timeout
             raise SourceError(f"source not found: {path}")
         digest = tree_sha256(path) if path.is_dir() else file_sha256(path)
     else:
-        raise UsageError(f"unsupported source scheme {scheme!r} in {uri!r}: use a local path or an http(s) URL")
+        raise UsageError(
+            f"unsupported source scheme {scheme!r} in {uri!r}: use a local path or an http(s) URL"
+        )
     if expected is not None and digest != expected:
         raise SourceError(f"sha256 mismatch for {uri}: expected {expected}, got {digest}")
     return Source(uri=uri, path=path, kind=_kind_of(path, uri), sha256=digest)
@@ -88,7 +90,9 @@ def _kind_of(path: Path, uri: str) -> str:
         raise SourceError(f"{uri} is a folder without saved_model.pb, so it is not a SavedModel")
     kind = _SUFFIX_KINDS.get(Path(urlparse(uri).path).suffix.lower())
     if kind is None:
-        raise SourceError(f"cannot tell the format of {uri}: expected a .keras or .h5 file or a SavedModel folder")
+        raise SourceError(
+            f"cannot tell the format of {uri}: expected a .keras or .h5 file or a SavedModel folder"
+        )
     return kind
 
 

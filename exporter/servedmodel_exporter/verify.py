@@ -70,4 +70,3 @@ def compare(expected: Outputs, actual: Outputs, atol: float, rtol: float) -> dic
     if problems:
         raise VerificationError("parity check failed: " + "; ".join(problems))
     return diffs
-

@@ -1,8 +1,8 @@
-"""Write ``assets.extra/tf_serving_warmup_requests`` so TF Serving runs real requests before serving a version.
+"""Write ``assets.extra/tf_serving_warmup_requests``: TF Serving runs them before serving a version.
 
-The file is a TFRecord of ``tensorflow.serving.PredictionLog`` (predict_log) records; TF Serving refuses to load
-a version whose warmup file has more than 1000 records or whose warmup requests fail, so the exporter replays
-the written file through the staged model before publishing.
+The file is a TFRecord of ``tensorflow.serving.PredictionLog`` (predict_log) records. TF Serving refuses to
+load a version whose warmup file has more than 1000 records or whose warmup requests fail, so the exporter
+replays the written file through the staged model before publishing.
 """
 
 from __future__ import annotations
@@ -46,11 +46,13 @@ def read(path: Path) -> list[prediction_log_pb2.PredictionLog]:
 
 
 def replay(path: Path, predict: Predict, signature: str, expected_records: int) -> None:
-    """Check the file the way TF Serving's loader will use it: count, signature name, and a run of the request."""
+    """Check the file as TF Serving's loader will use it: count, signature name, a run of the request."""
     logs = read(path)
     if len(logs) != expected_records:
         raise VerificationError(f"{path} holds {len(logs)} records, expected {expected_records}")
     request = logs[0].predict_log.request
     if request.model_spec.signature_name != signature:
-        raise VerificationError(f"{path} targets signature {request.model_spec.signature_name!r}, not {signature!r}")
+        raise VerificationError(
+            f"{path} targets signature {request.model_spec.signature_name!r}, not {signature!r}"
+        )
     predict({name: tf.make_ndarray(proto) for name, proto in request.inputs.items()})

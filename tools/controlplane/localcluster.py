@@ -28,6 +28,17 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 SERVICE_CIDR = "10.96.0.0/24"
 NODE_NAME = "kwok-node-0"
+# An identity outside system:masters for the code under test: tests grant it exactly the rights they mean.
+OPERATOR_USER = "servedmodel-operator-test"
+# Only writes are audited: tests read the log to count what each identity changed.
+AUDIT_POLICY = """apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: Metadata
+  verbs: [create, update, patch, delete, deletecollection]
+- level: None
+"""
 
 
 class ControlPlaneError(RuntimeError):
@@ -143,10 +154,36 @@ class LocalCluster:
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     server: str = ""
     admin_token: str = field(default_factory=lambda: secrets.token_hex(16))
+    operator_token: str = field(default_factory=lambda: secrets.token_hex(16))
 
     @property
     def kubeconfig(self) -> Path:
         return self.workdir / "admin.kubeconfig"
+
+    @property
+    def operator_kubeconfig(self) -> Path:
+        """Credentials of OPERATOR_USER, which has no rights until a test binds a role to it."""
+        return self.workdir / "operator.kubeconfig"
+
+    @property
+    def audit_log(self) -> Path:
+        return self.workdir / "audit.log"
+
+    def audited_writes(self, username: str, since: float = 0.0) -> list[dict]:
+        """Write requests `username` made (after the epoch time `since`), from the API server's audit log."""
+        import json
+
+        events = []
+        if not self.audit_log.exists():
+            return events
+        for line in self.audit_log.read_text().splitlines():
+            event = json.loads(line)
+            if event.get("user", {}).get("username") != username or event.get("stage") != "ResponseComplete":
+                continue
+            when = dt.datetime.fromisoformat(event["requestReceivedTimestamp"].replace("Z", "+00:00"))
+            if when.timestamp() >= since:
+                events.append(event)
+        return events
 
     @property
     def ca_file(self) -> Path:
@@ -175,10 +212,12 @@ class LocalCluster:
             "admin": (self.admin_token, "admin", "system:masters"),
             "controller-manager": (secrets.token_hex(16), "system:kube-controller-manager", ""),
             "scheduler": (secrets.token_hex(16), "system:kube-scheduler", ""),
+            "operator": (self.operator_token, OPERATOR_USER, ""),
         }
         (self.workdir / "tokens.csv").write_text(
             "".join(f'{tok},{user},{user},"{groups}"\n' for tok, user, groups in tokens.values())
         )
+        (self.workdir / "audit-policy.yaml").write_text(AUDIT_POLICY)
         deadline = time.monotonic() + timeout
         try:
             self._start_etcd(deadline)
@@ -281,6 +320,9 @@ class LocalCluster:
                 f"--service-account-signing-key-file={pki / 'sa.key'}",
                 "--allow-privileged=true",
                 "--endpoint-reconciler-type=none",
+                f"--audit-policy-file={self.workdir / 'audit-policy.yaml'}",
+                f"--audit-log-path={self.audit_log}",
+                "--audit-log-format=json",
                 "--v=1",
             ],
         )

@@ -19,7 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402  (after TF_CPP_MIN_LOG_LEVEL)
 import numpy as np  # noqa: E402
-
+from servedmodel_exporter.checkpoints import PAUSE_MARKER  # noqa: E402
 from servedmodel_exporter.cli import main  # noqa: E402
 from servedmodel_exporter.publish import LOCK_NAME, parse_version  # noqa: E402
 
@@ -33,7 +33,9 @@ class BuiltModel:
 
     def sample(self, seed: int = 7, batch: int = 3) -> dict[str, np.ndarray]:
         rng = np.random.default_rng(seed)
-        return {t.name: rng.standard_normal((batch, *t.shape[1:])).astype("float32") for t in self.model.inputs}
+        return {
+            t.name: rng.standard_normal((batch, *t.shape[1:])).astype("float32") for t in self.model.inputs
+        }
 
 
 def _sequential() -> keras.Model:
@@ -45,7 +47,9 @@ def _sequential() -> keras.Model:
 def _two_inputs() -> keras.Model:
     alpha, beta = keras.Input((3,), name="alpha"), keras.Input((2,), name="beta")
     joined = keras.layers.Concatenate()([alpha, beta])
-    return keras.Model([alpha, beta], [keras.layers.Dense(1)(joined), keras.layers.Dense(2, activation="tanh")(joined)])
+    return keras.Model(
+        [alpha, beta], [keras.layers.Dense(1)(joined), keras.layers.Dense(2, activation="tanh")(joined)]
+    )
 
 
 def _normalized() -> keras.Model:
@@ -61,7 +65,11 @@ def built_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, BuiltMod
     keras.utils.set_random_seed(1)
     folder = tmp_path_factory.mktemp("models")
     built = {}
-    for name, build in (("sequential", _sequential), ("two_inputs", _two_inputs), ("normalized", _normalized)):
+    for name, build in (
+        ("sequential", _sequential),
+        ("two_inputs", _two_inputs),
+        ("normalized", _normalized),
+    ):
         model = build()
         path = folder / f"{name}.keras"
         model.save(path)
@@ -120,8 +128,37 @@ def start_cli(cli_env: dict[str, str]) -> Callable[..., subprocess.Popen[str]]:
 
 
 @pytest.fixture(scope="session")
+def wait_for_pause() -> Callable[[subprocess.Popen[str], str], None]:
+    """Block until a subprocess started with ``pause_at`` reports that it is frozen at that stage."""
+
+    def wait(process: subprocess.Popen[str], stage: str) -> None:
+        seen = []
+        for line in process.stderr:
+            if line.strip() == f"{PAUSE_MARKER} {stage}":
+                return
+            seen.append(line)
+        pytest.fail(f"exporter exited with {process.wait()} before reaching {stage}:\n{''.join(seen)}")
+
+    return wait
+
+
+def _check_complete(version_dir: Path) -> None:
+    assert (version_dir / "saved_model.pb").is_file()
+    assert (version_dir / "variables" / "variables.index").is_file()
+    assert list((version_dir / "variables").glob("variables.data-*"))
+    assert (version_dir / "assets.extra" / "servedmodel-manifest.json").is_file()
+    assert "signature_def['serving_default']" in (version_dir / "assets.extra" / "signatures.txt").read_text()
+
+
+@pytest.fixture(scope="session")
+def assert_complete() -> Callable[[Path], None]:
+    """Check one version folder holds everything TF Serving and the exporter's readers need."""
+    return _check_complete
+
+
+@pytest.fixture(scope="session")
 def assert_published() -> Callable[[Path, set[int]], None]:
-    """Check the layout TF Serving expects: exactly ``versions`` complete, and nothing half-done left."""
+    """Check the layout TF Serving expects: exactly ``versions``, each complete, nothing half-done."""
 
     def check(model_root: Path, versions: set[int]) -> None:
         children = {p.name for p in model_root.iterdir()}
@@ -129,12 +166,7 @@ def assert_published() -> Callable[[Path, set[int]], None]:
         assert {int(n) for n in numeric} == versions
         assert children - numeric <= {LOCK_NAME}, f"leftovers: {sorted(children - numeric - {LOCK_NAME})}"
         for name in numeric:
-            version_dir = model_root / name
-            assert (version_dir / "saved_model.pb").is_file()
-            assert (version_dir / "variables" / "variables.index").is_file()
-            assert list((version_dir / "variables").glob("variables.data-*"))
-            assert (version_dir / "assets.extra" / "servedmodel-manifest.json").is_file()
-            assert "signature_def['serving_default']" in (version_dir / "assets.extra" / "signatures.txt").read_text()
+            _check_complete(model_root / name)
 
     return check
 
@@ -144,7 +176,9 @@ def http_root(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     """A real HTTP server on 127.0.0.1 serving a temporary folder: (folder, base URL)."""
     root = tmp_path / "www"
     root.mkdir()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(root)))
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(root))
+    )
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

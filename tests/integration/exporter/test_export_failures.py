@@ -9,7 +9,6 @@ from pathlib import Path
 import keras
 import pytest
 import tensorflow as tf
-
 from servedmodel_exporter.errors import (
     EXIT_OK,
     EXIT_PUBLISH,
@@ -47,8 +46,11 @@ def _assert_failed(result: tuple[int, dict, str], code: int, message: str) -> No
 def test_corrupt_keras_file(tmp_path: Path, base: Path, run_cli: RunCli) -> None:
     bad = tmp_path / "corrupt.keras"
     bad.write_bytes(b"PK\x03\x04 this is not a zip archive" * 10)
-    _assert_failed(run_cli("publish", bad, "--base-path", base, "--model", "m"), EXIT_SOURCE,
-                   "cannot load Keras model from")
+    _assert_failed(
+        run_cli("publish", bad, "--base-path", base, "--model", "m"),
+        EXIT_SOURCE,
+        "cannot load Keras model from",
+    )
     _assert_nothing_published(base / "m")
 
 
@@ -56,8 +58,11 @@ def test_truncated_keras_file(sequential, tmp_path: Path, base: Path, run_cli: R
     data = sequential.keras_path.read_bytes()
     cut = tmp_path / "truncated.keras"
     cut.write_bytes(data[: len(data) // 2])
-    _assert_failed(run_cli("publish", cut, "--base-path", base, "--model", "m"), EXIT_SOURCE,
-                   "cannot load Keras model from")
+    _assert_failed(
+        run_cli("publish", cut, "--base-path", base, "--model", "m"),
+        EXIT_SOURCE,
+        "cannot load Keras model from",
+    )
     _assert_nothing_published(base / "m")
 
 
@@ -65,7 +70,9 @@ def test_corrupt_saved_model_folder(tmp_path: Path, base: Path, run_cli: RunCli)
     folder = tmp_path / "broken"
     folder.mkdir()
     (folder / "saved_model.pb").write_bytes(b"\xff\x00garbage")
-    _assert_failed(run_cli("publish", folder, "--base-path", base, "--model", "m"), EXIT_SOURCE, "does not load")
+    _assert_failed(
+        run_cli("publish", folder, "--base-path", base, "--model", "m"), EXIT_SOURCE, "does not load"
+    )
     _assert_nothing_published(base / "m")
 
 
@@ -74,8 +81,16 @@ def test_download_and_publish_from_url(
 ) -> None:
     root, url = http_root
     shutil.copy(sequential.keras_path, root / "model.keras")
-    code, result, err = run_cli("publish", f"{url}/model.keras", "--base-path", base, "--model", "m",
-                                "--sha256", file_sha256(sequential.keras_path))
+    code, result, err = run_cli(
+        "publish",
+        f"{url}/model.keras",
+        "--base-path",
+        base,
+        "--model",
+        "m",
+        "--sha256",
+        file_sha256(sequential.keras_path),
+    )
     assert code == EXIT_OK, err
     assert result["source"]["uri"] == f"{url}/model.keras"
     assert "downloaded" in err
@@ -84,26 +99,44 @@ def test_download_and_publish_from_url(
 
 def test_url_that_404s(base: Path, http_root: tuple[Path, str], run_cli: RunCli) -> None:
     _, url = http_root
-    _assert_failed(run_cli("publish", f"{url}/missing.keras", "--base-path", base, "--model", "m"), EXIT_SOURCE,
-                   "returned HTTP 404")
+    _assert_failed(
+        run_cli("publish", f"{url}/missing.keras", "--base-path", base, "--model", "m"),
+        EXIT_SOURCE,
+        "returned HTTP 404",
+    )
     _assert_nothing_published(base / "m")
 
 
 def test_sha256_mismatch(sequential, base: Path, http_root: tuple[Path, str], run_cli: RunCli) -> None:
     root, url = http_root
     shutil.copy(sequential.keras_path, root / "model.keras")
-    _assert_failed(run_cli("publish", f"{url}/model.keras", "--base-path", base, "--model", "m", "--sha256", "a" * 64),
-                   EXIT_SOURCE, f"sha256 mismatch for {url}/model.keras: expected {'a' * 64}")
+    _assert_failed(
+        run_cli("publish", f"{url}/model.keras", "--base-path", base, "--model", "m", "--sha256", "a" * 64),
+        EXIT_SOURCE,
+        f"sha256 mismatch for {url}/model.keras: expected {'a' * 64}",
+    )
     _assert_nothing_published(base / "m")
 
 
 def test_existing_version_is_immutable(sequential, built_models: dict, base: Path, run_cli: RunCli) -> None:
-    assert run_cli("publish", sequential.keras_path, "--base-path", base, "--model", "m", "--version", "3")[0] == EXIT_OK
+    assert (
+        run_cli("publish", sequential.keras_path, "--base-path", base, "--model", "m", "--version", "3")[0]
+        == EXIT_OK
+    )
     before = tree_sha256(base / "m" / "3")
     _assert_failed(
-        run_cli("publish", built_models["normalized"].keras_path, "--base-path", base, "--model", "m",
-                "--version", "3"),
-        EXIT_VERSION_EXISTS, "version 3 of m already exists",
+        run_cli(
+            "publish",
+            built_models["normalized"].keras_path,
+            "--base-path",
+            base,
+            "--model",
+            "m",
+            "--version",
+            "3",
+        ),
+        EXIT_VERSION_EXISTS,
+        "version 3 of m already exists",
     )
     assert tree_sha256(base / "m" / "3") == before
     assert sorted(p.name for p in (base / "m").iterdir()) == [LOCK_NAME, "3"]
@@ -114,15 +147,22 @@ def test_base_path_not_writable(sequential, tmp_path: Path, run_cli: RunCli, lay
     blocker = tmp_path / "blocker"
     blocker.write_text("a regular file: nobody, not even root, can create folders inside it")
     base = blocker / "models" if layout == "under_a_file" else blocker
-    _assert_failed(run_cli("publish", sequential.keras_path, "--base-path", base, "--model", "m"), EXIT_PUBLISH,
-                   "Not a directory")
+    _assert_failed(
+        run_cli("publish", sequential.keras_path, "--base-path", base, "--model", "m"),
+        EXIT_PUBLISH,
+        "Not a directory",
+    )
     assert blocker.is_file()
 
 
 def test_missing_signature(sequential, base: Path, run_cli: RunCli) -> None:
-    _assert_failed(run_cli("publish", sequential.keras_path, "--base-path", base, "--model", "m",
-                           "--signature", "classify"),
-                   EXIT_VERIFICATION, "has no signature 'classify'; it has ['serve', 'serving_default']")
+    _assert_failed(
+        run_cli(
+            "publish", sequential.keras_path, "--base-path", base, "--model", "m", "--signature", "classify"
+        ),
+        EXIT_VERIFICATION,
+        "has no signature 'classify'; it has ['serve', 'serving_default']",
+    )
     _assert_nothing_published(base / "m")
 
 
@@ -130,6 +170,9 @@ def test_parity_failure_publishes_nothing(tmp_path: Path, base: Path, run_cli: R
     model = keras.Sequential([keras.Input((2,), name="x"), EagerOnlyShift()])
     path = tmp_path / "diverging.keras"
     model.save(path)
-    _assert_failed(run_cli("publish", path, "--base-path", base, "--model", "m"), EXIT_VERIFICATION,
-                   "parity check failed: output_0: max abs diff 1 exceeds atol=1e-05 rtol=1e-05")
+    _assert_failed(
+        run_cli("publish", path, "--base-path", base, "--model", "m"),
+        EXIT_VERIFICATION,
+        "parity check failed: output_0: max abs diff 1 exceeds atol=1e-05 rtol=1e-05",
+    )
     _assert_nothing_published(base / "m")

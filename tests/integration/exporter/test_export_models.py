@@ -11,7 +11,6 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from servedmodel_exporter import warmup
 from servedmodel_exporter.cli import main
 from servedmodel_exporter.errors import EXIT_OK
@@ -49,14 +48,18 @@ def test_publish_keras_model_serves_same_outputs(
         np.testing.assert_allclose(served[key], expected[key], rtol=1e-5, atol=1e-5)
 
 
-def test_normalization_statistics_travel_with_the_model(built_models: dict, base: Path, run_cli: RunCli) -> None:
+def test_normalization_statistics_travel_with_the_model(
+    built_models: dict, base: Path, run_cli: RunCli
+) -> None:
     built = built_models["normalized"]
     assert run_cli("publish", built.keras_path, "--base-path", base, "--model", "norm")[0] == EXIT_OK
     norm = next(layer for layer in built.model.layers if isinstance(layer, keras.layers.Normalization))
     assert abs(float(np.mean(norm.mean)) - 5.0) < 1.5  # adapted, not the identity defaults
     at_mean = {"raw": np.reshape(np.asarray(norm.mean, np.float32), (1, 3))}  # normalizes to zeros
     dense = built.model.layers[-1]
-    np.testing.assert_allclose(_serve(base / "norm" / "1", at_mean)["output_0"], [dense.bias.numpy()], atol=1e-5)
+    np.testing.assert_allclose(
+        _serve(base / "norm" / "1", at_mean)["output_0"], [dense.bias.numpy()], atol=1e-5
+    )
 
 
 def test_manifest_and_signature_summary(sequential, base: Path, run_cli: RunCli) -> None:
@@ -64,13 +67,20 @@ def test_manifest_and_signature_summary(sequential, base: Path, run_cli: RunCli)
     extra = base / "m" / "1" / "assets.extra"
     manifest = json.loads((extra / "servedmodel-manifest.json").read_text())
 
-    assert manifest["source"] == {"uri": str(sequential.keras_path), "kind": "keras",
-                                  "sha256": file_sha256(sequential.keras_path)}
+    assert manifest["source"] == {
+        "uri": str(sequential.keras_path),
+        "kind": "keras",
+        "sha256": file_sha256(sequential.keras_path),
+    }
     assert manifest["tensorflow_version"] == tf.__version__ and manifest["keras_version"] == keras.__version__
     assert manifest["created_utc"].endswith("+00:00")
     serving = manifest["signatures"]["serving_default"]
     assert serving["method"] == "tensorflow/serving/predict"
-    assert serving["inputs"]["features"] == {"dtype": "DT_FLOAT", "shape": [-1, 4], "tensor": "serving_default_features:0"}
+    assert serving["inputs"]["features"] == {
+        "dtype": "DT_FLOAT",
+        "shape": [-1, 4],
+        "tensor": "serving_default_features:0",
+    }
     assert manifest["verification"]["sample_inputs"] == "generated"
     summary = (extra / "signatures.txt").read_text()
     assert "inputs['features'] tensor_info:" in summary and "shape: (-1, 4)" in summary
@@ -81,14 +91,18 @@ def test_auto_versions_increase_and_explicit_versions_are_respected(
 ) -> None:
     (base / "m").mkdir()
     (base / "m" / "not-a-version").mkdir()
-    versions = [run_cli("publish", sequential.keras_path, "--base-path", base, "--model", "m", *extra)[1]["version"]
-                for extra in ([], ["--version", "10"], [], ["--version", "auto"])]
+    versions = [
+        run_cli("publish", sequential.keras_path, "--base-path", base, "--model", "m", *extra)[1]["version"]
+        for extra in ([], ["--version", "10"], [], ["--version", "auto"])
+    ]
     assert versions == [1, 10, 11, 12]
     shutil.rmtree(base / "m" / "not-a-version")
     assert_published(base / "m", {1, 10, 11, 12})
 
 
-def test_legacy_h5_source(sequential, tmp_path: Path, base: Path, run_cli: RunCli, assert_published: Callable) -> None:
+def test_legacy_h5_source(
+    sequential, tmp_path: Path, base: Path, run_cli: RunCli, assert_published: Callable
+) -> None:
     h5 = tmp_path / "legacy.h5"
     sequential.model.save(h5)
     code, result, err = run_cli("publish", h5, "--base-path", base, "--model", "legacy")
@@ -103,8 +117,9 @@ def test_saved_model_folder_is_verified_then_copied(
     built = built_models["two_inputs"]
     folder = tmp_path / "exported"
     built.model.export(str(folder), format="tf_saved_model", verbose=False)
-    code, result, err = run_cli("publish", folder, "--base-path", base, "--model", "copy",
-                                "--sha256", tree_sha256(folder))
+    code, result, err = run_cli(
+        "publish", folder, "--base-path", base, "--model", "copy", "--sha256", tree_sha256(folder)
+    )
     assert code == EXIT_OK, err
     assert result["source"]["kind"] == "saved_model"
     assert_published(base / "copy", {1})
@@ -116,13 +131,29 @@ def test_user_sample_inputs_json_and_npy(
 ) -> None:
     as_json = tmp_path / "inputs.json"
     as_json.write_text(json.dumps({"alpha": [[1, 2, 3]], "beta": [[4, 5]]}))
-    code, result, err = run_cli("publish", built_models["two_inputs"].keras_path, "--base-path", base,
-                                "--model", "two", "--sample-inputs", as_json)
+    code, result, err = run_cli(
+        "publish",
+        built_models["two_inputs"].keras_path,
+        "--base-path",
+        base,
+        "--model",
+        "two",
+        "--sample-inputs",
+        as_json,
+    )
     assert code == EXIT_OK, err
     as_npy = tmp_path / "inputs.npy"
     np.save(as_npy, np.arange(12, dtype=np.float32).reshape(3, 4))
-    code, result, err = run_cli("publish", built_models["sequential"].keras_path, "--base-path", base,
-                                "--model", "seq", "--sample-inputs", as_npy)
+    code, result, err = run_cli(
+        "publish",
+        built_models["sequential"].keras_path,
+        "--base-path",
+        base,
+        "--model",
+        "seq",
+        "--sample-inputs",
+        as_npy,
+    )
     assert code == EXIT_OK, err
     manifest = json.loads((base / "seq" / "1" / "assets.extra" / "servedmodel-manifest.json").read_text())
     assert manifest["verification"]["sample_inputs"] == str(as_npy)
@@ -131,8 +162,9 @@ def test_user_sample_inputs_json_and_npy(
 def test_warmup_file_replays_through_the_published_model(
     built_models: dict, base: Path, run_cli: RunCli
 ) -> None:
-    code, result, err = run_cli("publish", built_models["two_inputs"].keras_path, "--base-path", base,
-                                "--model", "w", "--warmup", "3")
+    code, result, err = run_cli(
+        "publish", built_models["two_inputs"].keras_path, "--base-path", base, "--model", "w", "--warmup", "3"
+    )
     assert code == EXIT_OK, err
     logs = warmup.read(base / "w" / "1" / "assets.extra" / warmup.WARMUP_FILE)
     assert len(logs) == 3 and result["warmup_records"] == 3
@@ -143,17 +175,22 @@ def test_warmup_file_replays_through_the_published_model(
     assert outputs["output_0"].shape == (2, 1)
 
 
-def test_retention_keeps_newest_and_pinned(sequential, base: Path, run_cli: RunCli, assert_published: Callable) -> None:
+def test_retention_keeps_newest_and_pinned(
+    sequential, base: Path, run_cli: RunCli, assert_published: Callable
+) -> None:
     for _ in range(4):
         run_cli("publish", sequential.keras_path, "--base-path", base, "--model", "r")
-    code, result, err = run_cli("publish", sequential.keras_path, "--base-path", base, "--model", "r",
-                                "--keep", "2", "--pin", "1")
+    code, result, err = run_cli(
+        "publish", sequential.keras_path, "--base-path", base, "--model", "r", "--keep", "2", "--pin", "1"
+    )
     assert code == EXIT_OK, err
     assert result["version"] == 5 and result["removed_versions"] == [2, 3]
     assert_published(base / "r", {1, 4, 5})
 
 
-def test_list_and_inspect(sequential, base: Path, run_cli: RunCli, capsys: pytest.CaptureFixture[str]) -> None:
+def test_list_and_inspect(
+    sequential, base: Path, run_cli: RunCli, capsys: pytest.CaptureFixture[str]
+) -> None:
     run_cli("publish", sequential.keras_path, "--base-path", base, "--model", "li")
     foreign = base / "li" / "7"  # published by another tool: no manifest
     sequential.model.export(str(foreign), format="tf_saved_model", verbose=False)

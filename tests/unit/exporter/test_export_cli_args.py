@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from servedmodel_exporter.cli import main
 from servedmodel_exporter.errors import EXIT_OK, EXIT_USAGE
 
@@ -17,8 +16,13 @@ def test_help_teaches_examples_and_exit_codes(capsys: pytest.CaptureFixture[str]
     out = capsys.readouterr().out
     assert info.value.code == EXIT_OK
     assert "examples:" in out and "servedmodel-export publish model.keras" in out
-    for line in ("2  usage error", "3  source error", "4  verification failed", "5  the requested version",
-                 "6  publish/IO error"):
+    for line in (
+        "2  usage error",
+        "3  source error",
+        "4  verification failed",
+        "5  the requested version",
+        "6  publish/IO error",
+    ):
         assert line in out
 
 
@@ -39,7 +43,17 @@ def test_bad_arguments_exit_2(argv: list[str], message: str, capsys: pytest.Capt
 
 
 def test_semantic_usage_errors_exit_2_with_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    argv = ["publish", str(tmp_path / "m.keras"), "--base-path", str(tmp_path), "--model", "m", "--pin", "3", "--json"]
+    argv = [
+        "publish",
+        str(tmp_path / "m.keras"),
+        "--base-path",
+        str(tmp_path),
+        "--model",
+        "m",
+        "--pin",
+        "3",
+        "--json",
+    ]
     assert main(argv) == EXIT_USAGE
     captured = capsys.readouterr()
     result = json.loads(captured.out)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from servedmodel_exporter.errors import VerificationError
 from servedmodel_exporter.verify import compare
 

@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from servedmodel_exporter.errors import PublishError, UsageError, VersionExistsError
 from servedmodel_exporter.publish import (
     DELETING_PREFIX,
@@ -34,8 +33,18 @@ def _version_dir(md: ModelDir, name: str) -> Path:
 
 @pytest.mark.parametrize(
     ("name", "expected"),
-    [("1", 1), ("0007", 7), (" 12 ", 12), ("-3", -3), ("1.0", None), ("v1", None), (".staging-1-ab", None),
-     ("temp-123", None), ("", None), ("9" * 30, None)],
+    [
+        ("1", 1),
+        ("0007", 7),
+        (" 12 ", 12),
+        ("-3", -3),
+        ("1.0", None),
+        ("v1", None),
+        (".staging-1-ab", None),
+        ("temp-123", None),
+        ("", None),
+        ("9" * 30, None),
+    ],
 )
 def test_parse_version_follows_tf_serving(name: str, expected: int | None) -> None:
     assert parse_version(name) == expected

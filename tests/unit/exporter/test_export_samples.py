@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from servedmodel_exporter.errors import UsageError
 from servedmodel_exporter.samples import UNKNOWN_DIM, generate, load
 

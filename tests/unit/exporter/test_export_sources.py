@@ -8,7 +8,6 @@ import socket
 from pathlib import Path
 
 import pytest
-
 from servedmodel_exporter.errors import SourceError, UsageError
 from servedmodel_exporter.sources import H5, KERAS, SAVED_MODEL, resolve, tree_sha256
 

@@ -1,0 +1,39 @@
+# The commands a developer needs. Everything runs in a cached Python environment and against a local
+# control plane built from Go modules; both are created on first use (see README "Set-up").
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV = $(shell tools/dev/venv.sh)
+PYTHON = $(VENV)/bin/python
+export PYTHONPATH := $(CURDIR)/operator:$(CURDIR)/exporter:$(CURDIR)/tools/controlplane
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+PYTEST_ARGS ?=
+
+.PHONY: help demo test test-unit test-integration lint controlplane venv bench
+
+help: ## show the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+venv: ## create the cached Python environment
+	@echo $(VENV)
+
+controlplane: ## build the local control plane binaries (cached outside the clone)
+	@tools/controlplane/build.sh
+
+demo: controlplane ## start a local control plane, the operator and a demo model (KUBECONFIG set: that cluster)
+	$(PYTHON) tools/demo/demo.py
+
+test: controlplane ## run every test: unit, integration (local control plane) and e2e
+	$(PYTHON) -m pytest tests $(PYTEST_ARGS)
+
+test-unit: ## unit tests only (no cluster)
+	$(PYTHON) -m pytest tests/unit $(PYTEST_ARGS)
+
+test-integration: controlplane ## integration tests only
+	$(PYTHON) -m pytest tests/integration $(PYTEST_ARGS)
+
+lint: ## static checks
+	$(PYTHON) -m ruff check operator exporter tests tools bench
+
+bench: ## benchmarks (see docs/)
+	$(PYTHON) bench/export_bench.py

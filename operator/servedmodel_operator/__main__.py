@@ -1,0 +1,75 @@
+"""Entry point: `servedmodel-operator` (or `python -m servedmodel_operator`)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+EPILOG = """\
+examples:
+  # from a laptop, against the cluster of your current kubeconfig, all namespaces
+  servedmodel-operator
+
+  # only two namespaces, JSON logs, liveness on :8080 (what the Helm chart runs)
+  servedmodel-operator --namespace ml-prod --namespace ml-staging --log-format json \\
+      --liveness http://0.0.0.0:8080/healthz
+
+  # the same with kopf's own runner
+  kopf run -m servedmodel_operator.handlers --all-namespaces --standalone
+
+settings (environment):
+  SERVEDMODEL_WORKERS                 reconciles at once (default 4)
+  SERVEDMODEL_RESYNC_SECONDS          full resync period (default 300)
+  SERVEDMODEL_REQUEST_TIMEOUT_SECONDS API request timeout (default 30)
+  SERVEDMODEL_WATCH_TIMEOUT_SECONDS   watch restart period (default 300)
+  KUBECONFIG                          used when not running in a cluster
+"""
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="servedmodel-operator",
+        description="Run the ServedModel operator: it turns ServedModel resources into TensorFlow Serving "
+        "Deployments, Services and ConfigMaps, and reports their state in the ServedModel's status.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-n", "--namespace", action="append", default=[],
+                        help="watch only this namespace (repeatable); default: all namespaces")
+    parser.add_argument("--liveness", default="http://0.0.0.0:8080/healthz",
+                        help="liveness endpoint URL to serve, or '' to disable (default: %(default)s)")
+    parser.add_argument("--peering", default="",
+                        help="kopf peering name for running several replicas (only one acts at a time); "
+                        "default: standalone")
+    parser.add_argument("--log-format", choices=["plain", "full", "json"], default="plain",
+                        help="log format (default: %(default)s; use json in clusters)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    import kopf
+
+    from . import handlers  # noqa: F401  (registers the handlers)
+
+    kopf.configure(
+        verbose=args.verbose,
+        log_format={"plain": kopf.LogFormat.PLAIN, "full": kopf.LogFormat.FULL, "json": kopf.LogFormat.JSON}[
+            args.log_format
+        ],
+    )
+    logging.getLogger("servedmodel_operator").setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    kopf.run(
+        clusterwide=not args.namespace,
+        namespaces=args.namespace,
+        standalone=not args.peering,
+        peering_name=args.peering or None,
+        liveness_endpoint=args.liveness or None,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

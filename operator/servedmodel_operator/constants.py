@@ -1,0 +1,34 @@
+"""Names shared by the renderer, the reconciler and the CRD: one place, so they cannot drift apart."""
+
+GROUP = "servedmodel.io"
+VERSION = "v1alpha1"
+PLURAL = "servedmodels"
+KIND = "ServedModel"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+FIELD_MANAGER = "servedmodel-operator"
+OPERATOR_NAME = "servedmodel-operator"
+
+# Standard labels on every child object; the selector uses only the two that never change.
+LABEL_NAME = "app.kubernetes.io/name"
+LABEL_INSTANCE = "app.kubernetes.io/instance"
+LABEL_COMPONENT = "app.kubernetes.io/component"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+LABEL_PART_OF = "app.kubernetes.io/part-of"
+APP_NAME = "tensorflow-serving"
+MANAGED_BY_SELECTOR = {LABEL_MANAGED_BY: OPERATOR_NAME}
+
+# Annotations the operator writes on its children.
+ANNOTATION_SPEC_HASH = f"{GROUP}/spec-hash"  # hash of the rendered object: a changed spec changes it
+ANNOTATION_RESTART_CHECKSUM = f"{GROUP}/restart-checksum"  # config read only at start-up: rolls pods
+
+# A pinned TF Serving release: a moving tag would change what runs without a spec change.
+DEFAULT_IMAGE = "tensorflow/serving:2.18.0"
+
+# Paths inside the model server container.
+MODEL_MOUNT = "/models"
+CONFIG_MOUNT = "/etc/servedmodel"
+MODEL_CONFIG_FILE = "models.config"
+TF_SERVING_BINARY = "/usr/bin/tensorflow_model_server"
+# The tensorflow/serving image runs as root by default; we run it as an unprivileged user.
+RUN_AS_USER = 1000

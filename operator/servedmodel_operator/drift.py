@@ -1,0 +1,68 @@
+"""Does a live child still say what we rendered? Decides whether an apply is needed at all.
+
+The comparison is a subset check: every field we render must be present with the same value; fields
+the API server defaults, and fields other actors add (a user's extra label, another controller's
+annotation), are left alone. Fields we stop rendering are caught by the spec-hash annotation, which
+every rendered object carries and which changes with any change to the rendered object.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+_QUANTITY_KEYS = frozenset({"limits", "requests"})
+
+
+def _quantity(value: Any) -> Decimal | None:
+    try:
+        from kubernetes.utils import parse_quantity
+
+        return parse_quantity(value)
+    except (ValueError, InvalidOperation, TypeError):
+        return None
+
+
+def _empty(value: Any) -> bool:
+    # The API server omits empty maps and lists and false booleans (omitempty), so they match absence.
+    return value in (None, False, "", {}, [])
+
+
+def _same(desired: Any, live: Any, in_quantities: bool) -> bool:
+    if isinstance(desired, dict):
+        if not isinstance(live, dict):
+            return _empty(desired) and _empty(live)
+        return all(
+            _same(v, live[k], in_quantities or k in _QUANTITY_KEYS) if k in live else _empty(v)
+            for k, v in desired.items()
+        )
+    if isinstance(desired, list):
+        if not isinstance(live, list) or len(desired) != len(live):
+            return _empty(desired) and _empty(live)
+        return all(_same(d, lv, False) for d, lv in zip(desired, live))
+    if desired == live:
+        return True
+    if in_quantities:  # "1000m" and "1" are the same CPU; the API server may canonicalise either way
+        a, b = _quantity(desired), _quantity(live)
+        return a is not None and a == b
+    return False
+
+
+def needs_apply(desired: dict[str, Any], live: dict[str, Any] | None) -> bool:
+    """True when the live object is missing or differs from the rendered one in a field we set."""
+    if live is None:
+        return True
+    if live.get("metadata", {}).get("deletionTimestamp"):
+        return True
+    for section, value in desired.items():
+        if section in ("apiVersion", "kind"):
+            continue
+        if section == "metadata":
+            live_meta = live.get("metadata") or {}
+            for key in ("labels", "annotations", "ownerReferences"):
+                if key in value and not _same(value[key], live_meta.get(key), False):
+                    return True
+            continue
+        if not _same(value, live.get(section), False):
+            return True
+    return False

@@ -1,0 +1,208 @@
+"""kopf wiring: watches and in-memory indexes in, keys onto the work queue out.
+
+Every event (a ServedModel, one of its children, a PVC) only enqueues the ServedModel it concerns; the
+reconciler does the work. kopf calls no handler before every index is filled from its first listing, so
+the first reconcile already sees the children that exist.
+
+Run it with `servedmodel-operator` (see `--help`) or `kopf run -m servedmodel_operator.handlers -A`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Iterable
+from typing import Any
+
+import kopf
+
+from .constants import GROUP, MANAGED_BY_SELECTOR, PLURAL, VERSION
+from .kube import KubeApi, load_credentials
+from .reconciler import Key, Reconciler
+from .settings import Settings
+from .workqueue import WorkQueue
+
+log = logging.getLogger(__name__)
+
+CHILD_RESOURCES = {
+    "ConfigMap": ("", "v1", "configmaps"),
+    "Service": ("", "v1", "services"),
+    "Deployment": ("apps", "v1", "deployments"),
+}
+
+
+class IndexCache:
+    """The reconciler's view of the cluster, read from kopf's indexes."""
+
+    def __init__(self, indexes: dict[str, kopf.Index]):
+        self._ix = indexes
+
+    @staticmethod
+    def _one(index: kopf.Index, key: Any) -> Any:
+        store = index.get(key)
+        return next(iter(store), None) if store is not None else None
+
+    def servedmodel(self, key: Key) -> dict[str, Any] | None:
+        return self._one(self._ix["servedmodel_index"], key)
+
+    def child(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._one(self._ix[f"{kind.lower()}_index"], (namespace, name))
+
+    def pvc_exists(self, namespace: str, name: str) -> bool:
+        return self._ix["pvc_index"].get((namespace, name)) is not None
+
+    def servedmodel_keys(self) -> Iterable[Key]:
+        return list(self._ix["servedmodel_index"].keys())
+
+
+class Runtime:
+    """The operator's long-lived parts, created at start-up and bound to kopf's indexes on first use."""
+
+    def __init__(self, settings: Settings, api: KubeApi):
+        self.settings = settings
+        self.api = api
+        self.cache: IndexCache | None = None
+        self.queue: WorkQueue | None = None
+        self._resync: asyncio.Task | None = None
+
+    def bind(self, kwargs: dict[str, Any]) -> WorkQueue:
+        if self.queue is None:
+            self.cache = IndexCache({k: v for k, v in kwargs.items() if k.endswith("_index")})
+            reconciler = Reconciler(api=self.api, cache=self.cache)
+            self.queue = WorkQueue(
+                reconciler.reconcile,
+                workers=self.settings.workers,
+                retry_min=self.settings.retry_min_seconds,
+                retry_max=self.settings.retry_max_seconds,
+            )
+            self.queue.start()
+            self._resync = asyncio.create_task(self._resync_loop(), name="resync")
+        return self.queue
+
+    async def _resync_loop(self) -> None:
+        """The level-based safety net: every ServedModel is reconciled again now and then (jittered)."""
+        assert self.cache is not None and self.queue is not None
+        period = self.settings.resync_seconds
+        while True:
+            await asyncio.sleep(period * random.uniform(0.9, 1.1))
+            for key in self.cache.servedmodel_keys():
+                self.queue.add(key)
+
+    async def stop(self) -> None:
+        if self._resync:
+            self._resync.cancel()
+        if self.queue:
+            await self.queue.stop()
+
+
+RUNTIME: Runtime | None = None
+
+
+def _runtime() -> Runtime:
+    if RUNTIME is None:
+        raise kopf.PermanentError("the operator runtime is not started")
+    return RUNTIME
+
+
+def _plain(body: kopf.Body, with_status: bool = True) -> dict[str, Any]:
+    out = {"apiVersion": body.get("apiVersion"), "kind": body.get("kind"), "metadata": dict(body.metadata)}
+    for part in ("spec", "data") + (("status",) if with_status else ()):
+        if part in body:
+            out[part] = body[part]
+    return out
+
+
+def _owner(body: kopf.Body) -> Key | None:
+    for ref in body.metadata.get("ownerReferences") or []:
+        if ref.get("controller") and ref.get("kind") == "ServedModel" and ref.get("apiVersion", "").startswith(GROUP):
+            return (body.metadata.namespace, ref["name"])
+    return None
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    global RUNTIME
+    conf = Settings.from_env()
+    # Watches that silently hang are the classic kopf failure: bound them on both ends.
+    settings.watching.server_timeout = conf.watch_server_timeout_seconds
+    settings.watching.client_timeout = conf.watch_server_timeout_seconds + 60
+    settings.watching.connect_timeout = 30
+    settings.networking.request_timeout = conf.request_timeout_seconds
+    # Our own prefix for anything kopf may store; no finalizers are needed (owner references do cleanup).
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
+    settings.posting.level = logging.WARNING
+    api = KubeApi(load_credentials(), timeout=conf.request_timeout_seconds)
+    RUNTIME = Runtime(conf, api)
+    log.info("servedmodel-operator started: %s", conf)
+
+
+@kopf.on.cleanup()
+async def shutdown(**_: Any) -> None:
+    if RUNTIME is not None:
+        await RUNTIME.stop()
+
+
+# -- indexes: kopf's informer caches ------------------------------------------------------------
+
+@kopf.index(GROUP, VERSION, PLURAL)
+def servedmodel_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]]:
+    return {(namespace, name): _plain(body)}
+
+
+@kopf.index("", "v1", "configmaps", labels=MANAGED_BY_SELECTOR)
+def configmap_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]]:
+    return {(namespace, name): _plain(body)}
+
+
+@kopf.index("", "v1", "services", labels=MANAGED_BY_SELECTOR)
+def service_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]]:
+    return {(namespace, name): _plain(body)}
+
+
+@kopf.index("apps", "v1", "deployments", labels=MANAGED_BY_SELECTOR)
+def deployment_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]]:
+    return {(namespace, name): _plain(body)}
+
+
+@kopf.index("", "v1", "persistentvolumeclaims")
+def pvc_index(namespace: str, name: str, **_: Any) -> dict[Key, bool]:
+    return {(namespace, name): True}
+
+
+# -- triggers -----------------------------------------------------------------------------------
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def servedmodel_changed(namespace: str, name: str, **kwargs: Any) -> None:
+    _runtime().bind(kwargs).add((namespace, name))
+
+
+@kopf.on.event("", "v1", "configmaps", labels=MANAGED_BY_SELECTOR)
+@kopf.on.event("", "v1", "services", labels=MANAGED_BY_SELECTOR)
+@kopf.on.event("apps", "v1", "deployments", labels=MANAGED_BY_SELECTOR)
+async def child_changed(body: kopf.Body, **kwargs: Any) -> None:
+    owner = _owner(body)
+    if owner is not None:
+        _runtime().bind(kwargs).add(owner)
+
+
+@kopf.on.event("", "v1", "persistentvolumeclaims")
+async def pvc_changed(namespace: str, name: str, **kwargs: Any) -> None:
+    queue = _runtime().bind(kwargs)
+    cache = _runtime().cache
+    assert cache is not None
+    for key in cache.servedmodel_keys():
+        if key[0] != namespace:
+            continue
+        sm = cache.servedmodel(key) or {}
+        claim = ((sm.get("spec") or {}).get("storage") or {}).get("persistentVolumeClaim") or {}
+        if claim.get("claimName") == name:
+            queue.add(key)
+
+
+@kopf.on.probe(id="pending_reconciles")
+def pending_reconciles(**_: Any) -> int:
+    runtime = RUNTIME
+    return runtime.queue.pending() if runtime and runtime.queue else 0

@@ -1,0 +1,163 @@
+"""The operator's few writes to the Kubernetes API, over plain HTTP with `requests`.
+
+The `kubernetes` package only finds the credentials (in-cluster or a kubeconfig); the requests themselves
+are a handful of REST calls (server-side apply, a status merge patch, events), which stay the same across
+client versions and are easy to count in tests.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+
+from .constants import FIELD_MANAGER, OPERATOR_NAME, PLURAL
+
+log = logging.getLogger(__name__)
+
+_PATHS = {
+    ("v1", "ConfigMap"): "/api/v1/namespaces/{ns}/configmaps/{name}",
+    ("v1", "Service"): "/api/v1/namespaces/{ns}/services/{name}",
+    ("v1", "PersistentVolumeClaim"): "/api/v1/namespaces/{ns}/persistentvolumeclaims/{name}",
+    ("apps/v1", "Deployment"): "/apis/apps/v1/namespaces/{ns}/deployments/{name}",
+}
+
+
+class ApiError(Exception):
+    """A failed API call, with the server's own message."""
+
+    def __init__(self, status: int, message: str, reason: str = ""):
+        super().__init__(f"{status} {reason}: {message}".strip())
+        self.status, self.message, self.reason = status, message, reason
+
+    @property
+    def permanent(self) -> bool:
+        """The request itself is wrong (retrying the same object cannot help); 409/429/5xx are transient."""
+        return 400 <= self.status < 500 and self.status not in (408, 409, 429)
+
+
+@dataclass
+class Credentials:
+    server: str
+    verify: str | bool
+    token: str | None = None
+    cert: tuple[str, str] | None = None
+    refresh: Any = None  # the kubernetes Configuration, when its token can rotate
+
+
+def load_credentials(kubeconfig: str | None = None) -> Credentials:
+    """In-cluster service account when there is one, else the kubeconfig (KUBECONFIG or ~/.kube/config)."""
+    from kubernetes import client, config
+
+    cfg = client.Configuration()
+    try:
+        config.load_incluster_config(client_configuration=cfg)
+    except config.ConfigException:
+        config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
+    token = cfg.api_key.get("authorization") or cfg.api_key.get("BearerToken")
+    if token and token.lower().startswith("bearer "):
+        token = token[7:]
+    verify: str | bool = cfg.ssl_ca_cert or cfg.verify_ssl
+    cert = (cfg.cert_file, cfg.key_file) if cfg.cert_file and cfg.key_file else None
+    return Credentials(server=cfg.host, verify=verify, token=token, cert=cert, refresh=cfg)
+
+
+@dataclass
+class KubeApi:
+    creds: Credentials
+    timeout: float = 30.0
+    calls: Counter = field(default_factory=Counter)  # (method, kind) -> count, for tests and metrics
+    _local: threading.local = field(default_factory=threading.local)
+
+    def _session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            session.trust_env = False  # REQUESTS_CA_BUNDLE and proxies are for the internet, not the cluster
+            self._local.session = session
+        return session
+
+    def _token(self) -> str | None:
+        cfg = self.creds.refresh
+        if cfg is not None and getattr(cfg, "refresh_api_key_hook", None):
+            cfg.refresh_api_key_hook(cfg)  # in-cluster tokens are rotated on disk
+            token = cfg.api_key.get("authorization") or self.creds.token
+            return token[7:] if token and token.lower().startswith("bearer ") else token
+        return self.creds.token
+
+    def request(self, method: str, path: str, kind: str, body: Any = None, content_type: str = "application/json",
+                params: dict[str, str] | None = None) -> dict[str, Any]:
+        headers = {"Accept": "application/json", "User-Agent": OPERATOR_NAME}
+        token = self._token()
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        if body is not None:
+            headers["Content-Type"] = content_type
+        self.calls[(method, kind)] += 1
+        resp = self._session().request(
+            method,
+            self.creds.server + path,
+            params=params,
+            data=json.dumps(body) if body is not None else None,
+            headers=headers,
+            timeout=self.timeout,
+            verify=self.creds.verify,
+            cert=self.creds.cert,
+        )
+        if resp.status_code >= 400:
+            try:
+                payload = resp.json()
+                raise ApiError(resp.status_code, payload.get("message", resp.text), payload.get("reason", ""))
+            except ValueError:
+                raise ApiError(resp.status_code, resp.text) from None
+        return resp.json() if resp.content else {}
+
+    def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply as the operator's one field manager, taking over fields others changed."""
+        meta = obj["metadata"]
+        path = _PATHS[(obj["apiVersion"], obj["kind"])].format(ns=meta["namespace"], name=meta["name"])
+        return self.request(
+            "PATCH",
+            path,
+            obj["kind"],
+            body=obj,
+            content_type="application/apply-patch+yaml",  # JSON is YAML
+            params={"fieldManager": FIELD_MANAGER, "force": "true"},
+        )
+
+    def patch_status(self, group: str, version: str, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        path = f"/apis/{group}/{version}/namespaces/{namespace}/{PLURAL}/{name}/status"
+        self.request("PATCH", path, "status", body=patch, content_type="application/merge-patch+json")
+
+    def post_event(self, involved: dict[str, Any], type_: str, reason: str, message: str, now: str) -> None:
+        meta = involved["metadata"]
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": involved["apiVersion"],
+                "kind": involved["kind"],
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid"),
+                "resourceVersion": meta.get("resourceVersion"),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": OPERATOR_NAME},
+            "reportingComponent": OPERATOR_NAME,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        try:
+            self.request("POST", f"/api/v1/namespaces/{meta['namespace']}/events", "Event", body=event)
+        except (ApiError, requests.RequestException) as exc:  # an event is never worth failing a reconcile
+            log.warning("could not post event %s: %s", reason, exc)

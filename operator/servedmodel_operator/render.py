@@ -1,0 +1,298 @@
+"""Pure rendering: a validated spec in, the desired ConfigMap, Service and Deployment out.
+
+No I/O here. Names are deterministic (so a retry never duplicates), every object carries the standard
+labels and a controller owner reference, and each carries a hash of itself so the reconciler can tell a
+changed spec from an unchanged one without asking the API server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from .constants import (
+    ANNOTATION_RESTART_CHECKSUM,
+    ANNOTATION_SPEC_HASH,
+    API_VERSION,
+    APP_NAME,
+    CONFIG_MOUNT,
+    KIND,
+    LABEL_COMPONENT,
+    LABEL_INSTANCE,
+    LABEL_MANAGED_BY,
+    LABEL_NAME,
+    LABEL_PART_OF,
+    MODEL_CONFIG_FILE,
+    MODEL_MOUNT,
+    OPERATOR_NAME,
+    RUN_AS_USER,
+    TF_SERVING_BINARY,
+)
+from .spec import ServedModelSpec
+
+# ConfigMap keys TF Serving re-reads while running; every other key is read once at start-up, so a change
+# to one of those must roll the pods (the restart checksum covers exactly them).
+HOT_RELOADED_KEYS = frozenset({MODEL_CONFIG_FILE})
+
+
+def names(spec: ServedModelSpec) -> dict[str, str]:
+    return {"deployment": spec.name, "service": spec.name, "configmap": f"{spec.name}-config"}
+
+
+def selector_labels(spec: ServedModelSpec) -> dict[str, str]:
+    """Minimal and immutable: a Deployment's selector can never change after creation."""
+    return {LABEL_NAME: APP_NAME, LABEL_INSTANCE: spec.name}
+
+
+def common_labels(spec: ServedModelSpec) -> dict[str, str]:
+    return {
+        **selector_labels(spec),
+        LABEL_COMPONENT: "model-server",
+        LABEL_MANAGED_BY: OPERATOR_NAME,
+        LABEL_PART_OF: "servedmodel",
+    }
+
+
+def owner_reference(spec: ServedModelSpec) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "name": spec.name,
+        "uid": spec.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _quote(text: str) -> str:
+    """A protobuf text-format string literal."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
+
+
+def render_model_config(spec: ServedModelSpec) -> str:
+    """TF Serving's ModelServerConfig in protobuf text format (reference section 4.1)."""
+    policy = spec.version_policy
+    if policy.kind == "latest":
+        policy_text = f"latest {{ num_versions: {policy.num_versions} }}"
+    elif policy.kind == "specific":
+        policy_text = "specific { " + " ".join(f"versions: {v}" for v in policy.versions) + " }"
+    else:
+        policy_text = "all {}"
+    lines = [
+        "model_config_list {",
+        "  config {",
+        f"    name: {_quote(spec.model_name)}",
+        f"    base_path: {_quote(spec.base_path)}",
+        '    model_platform: "tensorflow"',
+        f"    model_version_policy {{ {policy_text} }}",
+    ]
+    for label, version in sorted(spec.version_labels.items()):
+        lines.append(f"    version_labels {{ key: {_quote(label)} value: {version} }}")
+    lines += ["  }", "}", ""]
+    return "\n".join(lines)
+
+
+def _hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+
+
+def _stamp(obj: dict[str, Any]) -> dict[str, Any]:
+    """Record the object's own hash in an annotation; the reconciler compares it with the live one."""
+    obj["metadata"].setdefault("annotations", {})[ANNOTATION_SPEC_HASH] = _hash(obj)
+    return obj
+
+
+def _metadata(spec: ServedModelSpec, name: str, annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "name": name,
+        "namespace": spec.namespace,
+        "labels": common_labels(spec),
+        "ownerReferences": [owner_reference(spec)],
+    }
+    if annotations:
+        meta["annotations"] = dict(annotations)
+    return meta
+
+
+def render_configmap(spec: ServedModelSpec) -> dict[str, Any]:
+    return _stamp(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": _metadata(spec, names(spec)["configmap"]),
+            "data": {MODEL_CONFIG_FILE: render_model_config(spec)},
+        }
+    )
+
+
+def restart_checksum(configmap: dict[str, Any]) -> str:
+    """Hash of the config files TF Serving reads only at start-up (none of the hot-reloaded ones)."""
+    return _hash({k: v for k, v in configmap["data"].items() if k not in HOT_RELOADED_KEYS})
+
+
+def server_args(spec: ServedModelSpec) -> list[str]:
+    args = [
+        f"--port={spec.grpc_port}",
+        f"--rest_api_port={spec.rest_port}",  # TF Serving's default is 0: REST off
+        f"--model_config_file={CONFIG_MOUNT}/{MODEL_CONFIG_FILE}",
+        # TF Serving's default is 0: read once. Polling is how policy and label edits apply without restarts.
+        f"--model_config_file_poll_wait_seconds={spec.config_poll_seconds}",
+        f"--file_system_poll_wait_seconds={spec.fs_poll_seconds}",
+    ]
+    if spec.version_labels:
+        # Labels in the first config would otherwise fail start-up while their versions load (ref. 4.2).
+        args.append("--allow_version_labels_for_unavailable_models")
+    return args + list(spec.extra_args)
+
+
+def _probes(spec: ServedModelSpec) -> dict[str, Any]:
+    # The status URL answers 200 even when no version is AVAILABLE; the metadata URL answers 404 until a
+    # version is servable, so it is the readiness signal (reference 1.4, 1.5).
+    servable = {"path": f"/v1/models/{spec.model_name}/metadata", "port": "rest"}
+    period = 10
+    return {
+        "startupProbe": {
+            "httpGet": servable,
+            "periodSeconds": period,
+            "timeoutSeconds": 5,
+            "failureThreshold": max(1, spec.startup_timeout_seconds // period),
+        },
+        "readinessProbe": {
+            "httpGet": servable,
+            "periodSeconds": 5,
+            "timeoutSeconds": 5,
+            "failureThreshold": 3,
+        },
+        # Once started, the status URL answers 200 for as long as the server knows the model (its states
+        # are never forgotten), so a failure means the REST server itself is stuck.
+        "livenessProbe": {
+            "httpGet": {"path": f"/v1/models/{spec.model_name}", "port": "rest"},
+            "periodSeconds": 15,
+            "timeoutSeconds": 5,
+            "failureThreshold": 4,
+        },
+    }
+
+
+def render_deployment(spec: ServedModelSpec, configmap: dict[str, Any]) -> dict[str, Any]:
+    pod_annotations = {**spec.pod_annotations, ANNOTATION_RESTART_CHECKSUM: restart_checksum(configmap)}
+    container: dict[str, Any] = {
+        "name": "tensorflow-serving",
+        "image": spec.image,
+        "imagePullPolicy": spec.image_pull_policy,
+        # The image's entrypoint is a bash script that does not exec; run the server directly.
+        "command": [TF_SERVING_BINARY],
+        "args": server_args(spec),
+        "ports": [
+            {"name": "grpc", "containerPort": spec.grpc_port, "protocol": "TCP"},
+            {"name": "rest", "containerPort": spec.rest_port, "protocol": "TCP"},
+        ],
+        **_probes(spec),
+        "volumeMounts": [
+            {"name": "models", "mountPath": MODEL_MOUNT, "readOnly": spec.claim_read_only},
+            {"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    }
+    if spec.env:
+        container["env"] = [dict(e) for e in spec.env]
+    if spec.resources:
+        container["resources"] = {k: dict(v) for k, v in spec.resources.items()}
+
+    pod_spec: dict[str, Any] = {
+        "containers": [container],
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS_USER,
+            "runAsGroup": RUN_AS_USER,
+            "fsGroup": RUN_AS_USER,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "volumes": [
+            {
+                "name": "models",
+                "persistentVolumeClaim": {"claimName": spec.claim_name, "readOnly": spec.claim_read_only},
+            },
+            {"name": "config", "configMap": {"name": configmap["metadata"]["name"]}},
+            {"name": "tmp", "emptyDir": {}},
+        ],
+        "enableServiceLinks": False,
+    }
+    if spec.service_account_name:
+        pod_spec["serviceAccountName"] = spec.service_account_name
+    if spec.node_selector:
+        pod_spec["nodeSelector"] = dict(spec.node_selector)
+    if spec.tolerations:
+        pod_spec["tolerations"] = [dict(t) for t in spec.tolerations]
+    if spec.affinity:
+        pod_spec["affinity"] = dict(spec.affinity)
+
+    return _stamp(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": _metadata(spec, names(spec)["deployment"]),
+            "spec": {
+                "replicas": spec.replicas,
+                "selector": {"matchLabels": selector_labels(spec)},
+                # Keep serving while new pods load their models: never drop below the desired count.
+                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+                "template": {
+                    "metadata": {
+                        "labels": {**spec.pod_labels, **common_labels(spec)},
+                        "annotations": pod_annotations,
+                    },
+                    "spec": pod_spec,
+                },
+            },
+        }
+    )
+
+
+def render_service(spec: ServedModelSpec) -> dict[str, Any]:
+    return _stamp(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": _metadata(spec, names(spec)["service"], spec.service_annotations),
+            "spec": {
+                "type": spec.service_type,
+                "selector": selector_labels(spec),
+                "ports": [
+                    {
+                        "name": "grpc",
+                        "port": spec.grpc_port,
+                        "targetPort": "grpc",
+                        "protocol": "TCP",
+                        "appProtocol": "grpc",
+                    },
+                    {
+                        "name": "rest",
+                        "port": spec.rest_port,
+                        "targetPort": "rest",
+                        "protocol": "TCP",
+                        "appProtocol": "http",
+                    },
+                ],
+            },
+        }
+    )
+
+
+def render(spec: ServedModelSpec) -> list[dict[str, Any]]:
+    """All children, in the order they should be applied (the Deployment mounts the ConfigMap)."""
+    configmap = render_configmap(spec)
+    return [configmap, render_service(spec), render_deployment(spec, configmap)]
+
+
+def endpoints(spec: ServedModelSpec) -> dict[str, str]:
+    host = f"{names(spec)['service']}.{spec.namespace}.svc"
+    return {"rest": f"http://{host}:{spec.rest_port}/v1/models/{spec.model_name}", "grpc": f"{host}:{spec.grpc_port}"}

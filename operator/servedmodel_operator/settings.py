@@ -1,0 +1,37 @@
+"""Operator settings from SERVEDMODEL_* environment variables, read in one place."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SystemExit(f"{name} must be an integer, got {raw!r}") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    workers: int = 4  # reconciles running at once (each for a different ServedModel)
+    resync_seconds: int = 300  # level-based safety net: every ServedModel is reconciled at least this often
+    retry_min_seconds: float = 1.0  # backoff after a transient failure, doubling up to the maximum
+    retry_max_seconds: float = 300.0
+    request_timeout_seconds: int = 30
+    watch_server_timeout_seconds: int = 300  # the API server ends each watch; kopf then resumes it
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        return cls(
+            workers=_env_int("SERVEDMODEL_WORKERS", cls.workers),
+            resync_seconds=_env_int("SERVEDMODEL_RESYNC_SECONDS", cls.resync_seconds),
+            request_timeout_seconds=_env_int("SERVEDMODEL_REQUEST_TIMEOUT_SECONDS", cls.request_timeout_seconds),
+            watch_server_timeout_seconds=_env_int(
+                "SERVEDMODEL_WATCH_TIMEOUT_SECONDS", cls.watch_server_timeout_seconds
+            ),
+        )

@@ -1,0 +1,193 @@
+"""The validated, defaulted view of a ServedModel's spec that the renderer works from.
+
+The CRD schema rejects most bad input at the API server; this module re-checks what the renderer relies
+on, so a spec written against an older CRD, or one the schema cannot express, becomes an `InvalidSpec`
+with a clear message instead of a crash or a half-rendered object.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from .constants import DEFAULT_IMAGE, MODEL_MOUNT
+
+MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
+LABEL_RE = re.compile(r"^[A-Za-z0-9_]{1,63}$")
+MANAGED_FLAGS = (
+    "--port",
+    "--rest_api_port",
+    "--model_config_file",
+    "--model_config_file_poll_wait_seconds",
+    "--file_system_poll_wait_seconds",
+    "--model_name",
+    "--model_base_path",
+)
+
+
+class InvalidSpec(ValueError):
+    """The spec cannot be served as written; the message tells the user what to change."""
+
+
+@dataclass(frozen=True)
+class VersionPolicy:
+    kind: str  # "latest" | "specific" | "all"
+    num_versions: int = 1
+    versions: tuple[int, ...] = ()
+
+    def summary(self) -> str:
+        """Short form for status and printer columns: latest:1, 3,4 or all."""
+        if self.kind == "latest":
+            return f"latest:{self.num_versions}"
+        if self.kind == "specific":
+            return ",".join(str(v) for v in self.versions)
+        return "all"
+
+
+@dataclass(frozen=True)
+class ServedModelSpec:
+    name: str
+    namespace: str
+    uid: str
+    model_name: str
+    claim_name: str
+    claim_read_only: bool
+    path: str
+    version_policy: VersionPolicy
+    version_labels: dict[str, int] = field(default_factory=dict)
+    replicas: int = 1
+    image: str = DEFAULT_IMAGE
+    image_pull_policy: str = "IfNotPresent"
+    resources: dict[str, Any] = field(default_factory=dict)
+    grpc_port: int = 8500
+    rest_port: int = 8501
+    config_poll_seconds: int = 10
+    fs_poll_seconds: int = 2
+    startup_timeout_seconds: int = 600
+    extra_args: tuple[str, ...] = ()
+    env: tuple[dict[str, Any], ...] = ()
+    node_selector: dict[str, str] = field(default_factory=dict)
+    tolerations: tuple[dict[str, Any], ...] = ()
+    affinity: dict[str, Any] = field(default_factory=dict)
+    service_account_name: str = ""
+    pod_labels: dict[str, str] = field(default_factory=dict)
+    pod_annotations: dict[str, str] = field(default_factory=dict)
+    service_type: str = "ClusterIP"
+    service_annotations: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def base_path(self) -> str:
+        """Absolute model base path inside the model server container."""
+        return posixpath.join(MODEL_MOUNT, self.path) if self.path else MODEL_MOUNT
+
+
+def _int(value: Any, what: str, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidSpec(f"{what} must be an integer, got {value!r}")
+    if not lo <= value <= hi:
+        raise InvalidSpec(f"{what} must be between {lo} and {hi}, got {value}")
+    return value
+
+
+def _policy(raw: dict[str, Any] | None) -> VersionPolicy:
+    raw = raw or {"latest": {"numVersions": 1}}
+    chosen = [k for k in ("latest", "specific", "all") if k in raw]
+    if len(chosen) != 1:
+        raise InvalidSpec("versionPolicy must set exactly one of latest, specific or all")
+    kind = chosen[0]
+    if kind == "latest":
+        n = _int((raw["latest"] or {}).get("numVersions", 1), "versionPolicy.latest.numVersions", 1, 100)
+        return VersionPolicy("latest", num_versions=n)
+    if kind == "specific":
+        versions = (raw["specific"] or {}).get("versions") or []
+        if not versions:
+            raise InvalidSpec("versionPolicy.specific.versions must list at least one version")
+        checked = sorted({_int(v, "versionPolicy.specific.versions[]", 1, 2**63 - 1) for v in versions})
+        return VersionPolicy("specific", versions=tuple(checked))
+    return VersionPolicy("all")
+
+
+def _relative_path(path: str) -> str:
+    if path.startswith("/"):
+        raise InvalidSpec("storage.path is relative to the volume root and must not start with '/'")
+    if ".." in path.split("/"):
+        raise InvalidSpec("storage.path must not contain '..'")
+    return posixpath.normpath(path) if path else ""
+
+
+def parse(body: dict[str, Any]) -> ServedModelSpec:
+    """Build the spec view from a ServedModel object; raises InvalidSpec with a user-facing message."""
+    meta = body.get("metadata") or {}
+    spec = body.get("spec") or {}
+    model_name = spec.get("modelName") or meta.get("name", "")
+    if not MODEL_NAME_RE.match(model_name) or len(model_name) > 128:
+        raise InvalidSpec(f"modelName {model_name!r} must be letters, digits, '.', '_' or '-' (at most 128)")
+
+    storage = spec.get("storage") or {}
+    pvc = storage.get("persistentVolumeClaim") or {}
+    if not pvc.get("claimName"):
+        raise InvalidSpec("storage.persistentVolumeClaim.claimName is required")
+
+    policy = _policy(spec.get("versionPolicy"))
+    labels = {str(k): int(v) for k, v in (spec.get("versionLabels") or {}).items()}
+    for label, version in labels.items():
+        if not LABEL_RE.match(label):
+            raise InvalidSpec(f"version label {label!r} may contain only letters, digits and '_' (at most 63)")
+        if policy.kind == "specific" and version not in policy.versions:
+            raise InvalidSpec(
+                f"versionLabels.{label} points at version {version}, which versionPolicy.specific does not serve"
+            )
+
+    ports = spec.get("ports") or {}
+    grpc = _int(ports.get("grpc", 8500), "ports.grpc", 1, 65535)
+    rest = _int(ports.get("rest", 8501), "ports.rest", 1, 65535)
+    if grpc == rest:
+        raise InvalidSpec("ports.grpc and ports.rest must differ (TF Serving silently disables REST when equal)")
+
+    server = spec.get("server") or {}
+    extra_args = tuple(server.get("extraArgs") or ())
+    for arg in extra_args:
+        if not arg.startswith("--"):
+            raise InvalidSpec(f"server.extraArgs entry {arg!r} must be a flag starting with '--'")
+        if arg.split("=", 1)[0] in MANAGED_FLAGS:
+            raise InvalidSpec(f"server.extraArgs must not set {arg.split('=', 1)[0]}: the operator manages it")
+
+    pod_labels = dict(spec.get("podLabels") or {})
+    if any(k.startswith("app.kubernetes.io/") for k in pod_labels):
+        raise InvalidSpec("podLabels must not set app.kubernetes.io/* labels; the operator owns them")
+
+    service = spec.get("service") or {}
+    return ServedModelSpec(
+        name=meta["name"],
+        namespace=meta.get("namespace", "default"),
+        uid=meta.get("uid", ""),
+        model_name=model_name,
+        claim_name=pvc["claimName"],
+        claim_read_only=bool(pvc.get("readOnly", True)),
+        path=_relative_path(storage.get("path") or ""),
+        version_policy=policy,
+        version_labels=labels,
+        replicas=_int(spec.get("replicas", 1), "replicas", 0, 1000),
+        image=spec.get("image") or DEFAULT_IMAGE,
+        image_pull_policy=spec.get("imagePullPolicy") or "IfNotPresent",
+        resources={k: dict(v) for k, v in (spec.get("resources") or {}).items() if v},
+        grpc_port=grpc,
+        rest_port=rest,
+        config_poll_seconds=_int(server.get("modelConfigPollSeconds", 10), "server.modelConfigPollSeconds", 1, 3600),
+        fs_poll_seconds=_int(server.get("fileSystemPollSeconds", 2), "server.fileSystemPollSeconds", 1, 3600),
+        startup_timeout_seconds=_int(
+            server.get("startupTimeoutSeconds", 600), "server.startupTimeoutSeconds", 30, 86400
+        ),
+        extra_args=extra_args,
+        env=tuple(spec.get("env") or ()),
+        node_selector=dict(spec.get("nodeSelector") or {}),
+        tolerations=tuple(spec.get("tolerations") or ()),
+        affinity=dict(spec.get("affinity") or {}),
+        service_account_name=spec.get("serviceAccountName") or "",
+        pod_labels=pod_labels,
+        pod_annotations=dict(spec.get("podAnnotations") or {}),
+        service_type=service.get("type") or "ClusterIP",
+        service_annotations=dict(service.get("annotations") or {}),
+    )

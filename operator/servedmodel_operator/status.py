@@ -1,0 +1,147 @@
+"""Status, rebuilt from what the operator observes on every reconcile (never read back and patched up).
+
+Conditions follow the Kubernetes API conventions: a list keyed by type, CamelCase reasons, a human
+message, and a lastTransitionTime that only moves when the status value flips.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+READY, PROGRESSING, DEGRADED = "Ready", "Progressing", "Degraded"
+
+
+@dataclass(frozen=True)
+class Condition:
+    type: str
+    status: bool
+    reason: str
+    message: str
+
+
+def now_rfc3339() -> str:
+    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def merge_conditions(
+    old: list[dict[str, Any]], new: list[Condition], generation: int, now: str
+) -> list[dict[str, Any]]:
+    """New conditions, keeping each one's lastTransitionTime when its status did not change."""
+    previous = {c.get("type"): c for c in old or []}
+    merged = []
+    for cond in new:
+        status = "True" if cond.status else "False"
+        before = previous.get(cond.type)
+        since = before.get("lastTransitionTime") if before and before.get("status") == status else None
+        merged.append(
+            {
+                "type": cond.type,
+                "status": status,
+                "reason": cond.reason,
+                "message": cond.message,
+                "lastTransitionTime": since or now,
+                "observedGeneration": generation,
+            }
+        )
+    return merged
+
+
+def _deployment_condition(deployment: dict[str, Any], ctype: str) -> dict[str, Any]:
+    for cond in (deployment.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == ctype:
+            return cond
+    return {}
+
+
+def rollout_conditions(deployment: dict[str, Any] | None, desired_replicas: int) -> list[Condition]:
+    """Ready/Progressing/Degraded from the model server Deployment's rollout."""
+    if deployment is None:
+        return [
+            Condition(READY, False, "DeploymentMissing", "The model server Deployment does not exist yet."),
+            Condition(PROGRESSING, True, "Creating", "Creating the model server Deployment."),
+            Condition(DEGRADED, False, "AsExpected", ""),
+        ]
+    meta, st = deployment.get("metadata") or {}, deployment.get("status") or {}
+    current = st.get("observedGeneration", 0) >= meta.get("generation", 0)
+    ready = st.get("readyReplicas", 0) or 0
+    updated = st.get("updatedReplicas", 0) or 0
+    total = st.get("replicas", 0) or 0
+    progress = _deployment_condition(deployment, "Progressing")
+    if progress.get("reason") == "ProgressDeadlineExceeded":
+        return [
+            Condition(READY, ready >= desired_replicas > 0, "RolloutStuck", progress.get("message", "")),
+            Condition(PROGRESSING, False, "ProgressDeadlineExceeded", progress.get("message", "")),
+            Condition(DEGRADED, True, "ProgressDeadlineExceeded", progress.get("message", "")),
+        ]
+    rolled_out = current and updated >= desired_replicas and total == updated and ready >= desired_replicas
+    if desired_replicas == 0:
+        ready_cond = Condition(READY, False, "ScaledToZero", "spec.replicas is 0: no model server is running.")
+    elif rolled_out:
+        ready_cond = Condition(
+            READY, True, "ModelServing", f"{ready}/{desired_replicas} model server replicas have a servable version."
+        )
+    else:
+        ready_cond = Condition(
+            READY,
+            False,
+            "ReplicasNotReady",
+            f"{ready}/{desired_replicas} model server replicas have a servable version.",
+        )
+    if rolled_out:
+        prog = Condition(PROGRESSING, False, "RolloutComplete", "The model server Deployment is rolled out.")
+    else:
+        prog = Condition(
+            PROGRESSING,
+            True,
+            "RollingOut",
+            f"{updated}/{desired_replicas} replicas updated, {ready} ready.",
+        )
+    return [ready_cond, prog, Condition(DEGRADED, False, "AsExpected", "")]
+
+
+def blocked_conditions(reason: str, message: str) -> list[Condition]:
+    """The spec cannot be served (invalid, storage missing, rejected by the API server)."""
+    return [
+        Condition(READY, False, reason, message),
+        Condition(PROGRESSING, False, reason, message),
+        Condition(DEGRADED, True, reason, message),
+    ]
+
+
+def build_status(
+    *,
+    old: dict[str, Any],
+    generation: int,
+    conditions: list[Condition],
+    model_name: str | None = None,
+    version_policy: str | None = None,
+    endpoints: dict[str, str] | None = None,
+    deployment: dict[str, Any] | None = None,
+    desired_replicas: int | None = None,
+    now: str | None = None,
+) -> dict[str, Any]:
+    status: dict[str, Any] = {
+        "observedGeneration": generation,
+        "conditions": merge_conditions(old.get("conditions") or [], conditions, generation, now or now_rfc3339()),
+    }
+    if model_name is not None:
+        status["modelName"] = model_name
+    if version_policy is not None:
+        status["versionPolicy"] = version_policy
+    if endpoints is not None:
+        status["endpoints"] = endpoints
+    if desired_replicas is not None:
+        st = (deployment or {}).get("status") or {}
+        status["replicas"] = desired_replicas
+        status["readyReplicas"] = st.get("readyReplicas", 0) or 0
+        status["updatedReplicas"] = st.get("updatedReplicas", 0) or 0
+    return status
+
+
+def status_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any] | None:
+    """The merge patch that turns `old` into `new`, or None when nothing would change (no write)."""
+    if old == new:
+        return None
+    return {"status": {**{k: None for k in old if k not in new}, **new}}

@@ -1,0 +1,108 @@
+"""Small helpers the integration and e2e tests share: kubectl with JSON in and out, and waiting."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import yaml
+
+from localcluster import LocalCluster
+
+T = TypeVar("T")
+
+
+def eventually(fn: Callable[[], T], timeout: float = 60, interval: float = 0.5, what: str = "") -> T:
+    """Call fn until it returns a truthy value without raising AssertionError; then return that value."""
+    deadline = time.monotonic() + timeout
+    last: BaseException | None = None
+    while True:
+        try:
+            value = fn()
+            if value:
+                return value
+            last = None
+        except AssertionError as exc:
+            last = exc
+        if time.monotonic() > deadline:
+            detail = f": {last}" if last else ""
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or fn.__name__}{detail}")
+        time.sleep(interval)
+
+
+class Kube:
+    def __init__(self, cluster: LocalCluster):
+        self.cluster = cluster
+
+    def kubectl(self, *args: str, check: bool = True, input: str | None = None):
+        return self.cluster.kubectl(*args, check=check, input=input)
+
+    def apply(self, manifest: str | dict[str, Any], *extra: str):
+        text = manifest if isinstance(manifest, str) else yaml.safe_dump(manifest)
+        return self.kubectl("apply", "-f", "-", *extra, input=text)
+
+    def try_apply(self, manifest: str | dict[str, Any]):
+        text = manifest if isinstance(manifest, str) else yaml.safe_dump(manifest)
+        return self.kubectl("apply", "-f", "-", input=text, check=False)
+
+    def get(self, kind: str, name: str, namespace: str) -> dict[str, Any] | None:
+        proc = self.kubectl("get", kind, name, "-n", namespace, "-o", "json", "--show-managed-fields", check=False)
+        if proc.returncode != 0:
+            if "NotFound" in proc.stderr:
+                return None
+            raise AssertionError(proc.stderr)
+        return json.loads(proc.stdout)
+
+    def list(self, kind: str, namespace: str, selector: str = "") -> list[dict[str, Any]]:
+        args = ["get", kind, "-n", namespace, "-o", "json"]
+        if selector:
+            args += ["-l", selector]
+        return json.loads(self.kubectl(*args).stdout)["items"]
+
+    def events(self, namespace: str, name: str) -> list[dict[str, Any]]:
+        items = self.list("events", namespace)
+        return [e for e in items if e["involvedObject"].get("name") == name]
+
+
+def condition(obj: dict[str, Any] | None, ctype: str) -> dict[str, Any]:
+    for cond in ((obj or {}).get("status") or {}).get("conditions") or []:
+        if cond["type"] == ctype:
+            return cond
+    return {}
+
+
+def pvc(name: str, namespace: str) -> str:
+    """A claim and a volume bound to it: pods with an unbound claim would never be scheduled."""
+    return f"""
+apiVersion: v1
+kind: PersistentVolume
+metadata: {{name: {namespace}-{name}}}
+spec:
+  capacity: {{storage: 1Gi}}
+  accessModes: [ReadWriteMany]
+  persistentVolumeReclaimPolicy: Delete
+  hostPath: {{path: /srv/models/{namespace}/{name}}}
+  claimRef: {{namespace: {namespace}, name: {name}}}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {{name: {name}, namespace: {namespace}}}
+spec:
+  accessModes: [ReadWriteMany]
+  storageClassName: ""
+  volumeName: {namespace}-{name}
+  resources: {{requests: {{storage: 1Gi}}}}
+"""
+
+
+def servedmodel(name: str, namespace: str, **spec: Any) -> dict[str, Any]:
+    body = {"storage": {"persistentVolumeClaim": {"claimName": "models"}, "path": name}}
+    body.update(spec)
+    return {
+        "apiVersion": "servedmodel.io/v1alpha1",
+        "kind": "ServedModel",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": body,
+    }

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Creates (once per dependency set) the Python environment the Makefile runs everything in, and prints
+# its folder. It lives outside the clone, keyed by a hash of pyproject.toml, so a fresh clone reuses it;
+# it holds the dependencies only: the project's own code is used from the clone via PYTHONPATH.
+set -euo pipefail
+top=$(cd "$(dirname "$0")/../.." && pwd)
+cache_root=${SERVEDMODEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/servedmodel-operator}
+python=${PYTHON:-python3}
+key=$("$python" -c 'import sys; print("py%d%d" % sys.version_info[:2])')-$(sha256sum "$top/pyproject.toml" | cut -c1-12)
+venv="$cache_root/venv-$key"
+if [ -f "$venv/.complete" ]; then
+  echo "$venv"
+  exit 0
+fi
+echo "[venv] creating $venv (TensorFlow is large: the first time takes a few minutes)" >&2
+rm -rf "$venv"
+mkdir -p "$cache_root"
+"$python" -m venv "$venv"
+"$venv/bin/pip" install --quiet --upgrade pip >&2
+"$venv/bin/pip" install --quiet "$top[test,lint]" >&2
+# Keep the dependencies, drop the installed copy of the project: the clone's own code must win.
+"$venv/bin/pip" uninstall --quiet --yes servedmodel-operator >&2
+touch "$venv/.complete"
+echo "$venv"
