@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from kubehelpers import Kube
 from localcluster import OPERATOR_USER, LocalCluster, free_port
 
@@ -52,8 +51,13 @@ class OperatorProcess:
     def __init__(self, cluster: LocalCluster, log_path: Path, env: dict[str, str]):
         self.cluster, self.log_path = cluster, log_path
         self.port = free_port()
-        args = [sys.executable, "-m", "servedmodel_operator", "--verbose",
-                f"--liveness=http://127.0.0.1:{self.port}/healthz"]
+        args = [
+            sys.executable,
+            "-m",
+            "servedmodel_operator",
+            "--verbose",
+            f"--liveness=http://127.0.0.1:{self.port}/healthz",
+        ]
         self.log = open(log_path, "ab")
         self.proc = subprocess.Popen(
             args,
@@ -107,8 +111,9 @@ subjects: [{{apiGroup: rbac.authorization.k8s.io, kind: User, name: {OPERATOR_US
 
 
 @pytest.fixture(scope="session")
-def operator(cluster: LocalCluster, crd: None, operator_rbac: None,
-             tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
+def operator(
+    cluster: LocalCluster, crd: None, operator_rbac: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
     log_path = tmp_path_factory.mktemp("operator") / "operator.log"
     # A short resync so the tests can watch the level-based safety net do (nothing) in seconds.
     op = OperatorProcess(cluster, log_path, {"SERVEDMODEL_RESYNC_SECONDS": "4"})

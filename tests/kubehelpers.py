@@ -8,7 +8,6 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import yaml
-
 from localcluster import LocalCluster
 
 T = TypeVar("T")
@@ -48,7 +47,9 @@ class Kube:
         return self.kubectl("apply", "-f", "-", input=text, check=False)
 
     def get(self, kind: str, name: str, namespace: str) -> dict[str, Any] | None:
-        proc = self.kubectl("get", kind, name, "-n", namespace, "-o", "json", "--show-managed-fields", check=False)
+        proc = self.kubectl(
+            "get", kind, name, "-n", namespace, "-o", "json", "--show-managed-fields", check=False
+        )
         if proc.returncode != 0:
             if "NotFound" in proc.stderr:
                 return None

@@ -35,15 +35,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("-n", "--namespace", action="append", default=[],
-                        help="watch only this namespace (repeatable); default: all namespaces")
-    parser.add_argument("--liveness", default="http://0.0.0.0:8080/healthz",
-                        help="liveness endpoint URL to serve, or '' to disable (default: %(default)s)")
-    parser.add_argument("--peering", default="",
-                        help="kopf peering name for running several replicas (only one acts at a time); "
-                        "default: standalone")
-    parser.add_argument("--log-format", choices=["plain", "full", "json"], default="plain",
-                        help="log format (default: %(default)s; use json in clusters)")
+    parser.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        default=[],
+        help="watch only this namespace (repeatable); default: all namespaces",
+    )
+    parser.add_argument(
+        "--liveness",
+        default="http://0.0.0.0:8080/healthz",
+        help="liveness endpoint URL to serve, or '' to disable (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--peering",
+        default="",
+        help="kopf peering name for running several replicas (only one acts at a time); default: standalone",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=["plain", "full", "json"],
+        default="plain",
+        help="log format (default: %(default)s; use json in clusters)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser.parse_args(argv)
 

@@ -39,7 +39,7 @@ def _same(desired: Any, live: Any, in_quantities: bool) -> bool:
     if isinstance(desired, list):
         if not isinstance(live, list) or len(desired) != len(live):
             return _empty(desired) and _empty(live)
-        return all(_same(d, lv, False) for d, lv in zip(desired, live))
+        return all(_same(d, lv, False) for d, lv in zip(desired, live, strict=True))
     if desired == live:
         return True
     if in_quantities:  # "1000m" and "1" are the same CPU; the API server may canonicalise either way

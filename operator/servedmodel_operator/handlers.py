@@ -115,7 +115,11 @@ def _plain(body: kopf.Body, with_status: bool = True) -> dict[str, Any]:
 
 def _owner(body: kopf.Body) -> Key | None:
     for ref in body.metadata.get("ownerReferences") or []:
-        if ref.get("controller") and ref.get("kind") == "ServedModel" and ref.get("apiVersion", "").startswith(GROUP):
+        if (
+            ref.get("controller")
+            and ref.get("kind") == "ServedModel"
+            and ref.get("apiVersion", "").startswith(GROUP)
+        ):
             return (body.metadata.namespace, ref["name"])
     return None
 
@@ -147,6 +151,7 @@ async def shutdown(**_: Any) -> None:
 
 # -- indexes: kopf's informer caches ------------------------------------------------------------
 
+
 @kopf.index(GROUP, VERSION, PLURAL)
 def servedmodel_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]]:
     return {(namespace, name): _plain(body)}
@@ -173,6 +178,7 @@ def pvc_index(namespace: str, name: str, **_: Any) -> dict[Key, bool]:
 
 
 # -- triggers -----------------------------------------------------------------------------------
+
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
 async def servedmodel_changed(namespace: str, name: str, **kwargs: Any) -> None:

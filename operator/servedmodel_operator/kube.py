@@ -90,8 +90,15 @@ class KubeApi:
             return token[7:] if token and token.lower().startswith("bearer ") else token
         return self.creds.token
 
-    def request(self, method: str, path: str, kind: str, body: Any = None, content_type: str = "application/json",
-                params: dict[str, str] | None = None) -> dict[str, Any]:
+    def request(
+        self,
+        method: str,
+        path: str,
+        kind: str,
+        body: Any = None,
+        content_type: str = "application/json",
+        params: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
         headers = {"Accept": "application/json", "User-Agent": OPERATOR_NAME}
         token = self._token()
         if token:
@@ -130,7 +137,9 @@ class KubeApi:
             params={"fieldManager": FIELD_MANAGER, "force": "true"},
         )
 
-    def patch_status(self, group: str, version: str, namespace: str, name: str, patch: dict[str, Any]) -> None:
+    def patch_status(
+        self, group: str, version: str, namespace: str, name: str, patch: dict[str, Any]
+    ) -> None:
         path = f"/apis/{group}/{version}/namespaces/{namespace}/{PLURAL}/{name}/status"
         self.request("PATCH", path, "status", body=patch, content_type="application/merge-patch+json")
 

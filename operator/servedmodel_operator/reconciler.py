@@ -55,7 +55,10 @@ class Reconciler:
             return
         if not self.cache.pvc_exists(spec.namespace, spec.claim_name):
             await self._blocked(
-                key, sm, spec, "StorageNotFound",
+                key,
+                sm,
+                spec,
+                "StorageNotFound",
                 f"PersistentVolumeClaim {spec.claim_name!r} does not exist in namespace {spec.namespace!r}; "
                 "create it (the model server mounts it at /models) and the model will be served.",
             )
@@ -72,8 +75,13 @@ class Reconciler:
                 except ApiError as exc:
                     if not exc.permanent:
                         raise Retry(f"applying {kind} {name}: {exc}") from exc
-                    await self._blocked(key, sm, spec, "ApplyFailed",
-                                        f"The API server rejected {kind} {name!r}: {exc.message}")
+                    await self._blocked(
+                        key,
+                        sm,
+                        spec,
+                        "ApplyFailed",
+                        f"The API server rejected {kind} {name!r}: {exc.message}",
+                    )
                     return
                 except requests.RequestException as exc:
                     raise Retry(f"applying {kind} {name}: {exc}") from exc
@@ -87,25 +95,38 @@ class Reconciler:
         if not (applied_any or wrote_status):
             log.debug("reconciled %s/%s: up to date", *key)
 
-    async def _announce_apply(self, sm: dict[str, Any], desired: dict[str, Any], live: dict[str, Any] | None) -> None:
+    async def _announce_apply(
+        self, sm: dict[str, Any], desired: dict[str, Any], live: dict[str, Any] | None
+    ) -> None:
         kind, name = desired["kind"], desired["metadata"]["name"]
         if live is None:
             reason, message = "Created", f"Created {kind} {name}"
-        elif (live["metadata"].get("annotations") or {}).get(ANNOTATION_SPEC_HASH) == \
-                desired["metadata"]["annotations"][ANNOTATION_SPEC_HASH]:
-            reason, message = "DriftCorrected", f"Restored {kind} {name}, which was changed outside the operator"
+        elif (live["metadata"].get("annotations") or {}).get(ANNOTATION_SPEC_HASH) == desired["metadata"][
+            "annotations"
+        ][ANNOTATION_SPEC_HASH]:
+            reason, message = (
+                "DriftCorrected",
+                f"Restored {kind} {name}, which was changed outside the operator",
+            )
         else:
             reason, message = "Updated", f"Updated {kind} {name} to the current spec"
         log.info("%s/%s: %s", sm["metadata"]["namespace"], sm["metadata"]["name"], message)
         await asyncio.to_thread(self.api.post_event, sm, "Normal", reason, message, st.now_rfc3339())
 
-    async def _blocked(self, key: Key, sm: dict[str, Any], spec: ServedModelSpec | None,
-                       reason: str, message: str) -> None:
+    async def _blocked(
+        self, key: Key, sm: dict[str, Any], spec: ServedModelSpec | None, reason: str, message: str
+    ) -> None:
         log.warning("%s/%s: %s: %s", key[0], key[1], reason, message)
         await self._write_status(key, sm, spec, st.blocked_conditions(reason, message), None)
 
-    async def _write_status(self, key: Key, sm: dict[str, Any], spec: ServedModelSpec | None,
-                            conditions: list[st.Condition], deployment: dict[str, Any] | None) -> bool:
+    async def _write_status(
+        self,
+        key: Key,
+        sm: dict[str, Any],
+        spec: ServedModelSpec | None,
+        conditions: list[st.Condition],
+        deployment: dict[str, Any] | None,
+    ) -> bool:
         generation = sm["metadata"].get("generation", 0)
         old = sm.get("status") or {}
         new = st.build_status(
@@ -131,7 +152,9 @@ class Reconciler:
         await self._announce_ready(key, sm, conditions[0], generation)
         return patch is not None
 
-    async def _announce_ready(self, key: Key, sm: dict[str, Any], ready: st.Condition, generation: int) -> None:
+    async def _announce_ready(
+        self, key: Key, sm: dict[str, Any], ready: st.Condition, generation: int
+    ) -> None:
         """One event per Ready reason and generation: users see transitions, not every resync."""
         mark = (generation, ready.reason)
         if self._announced.get(key) == mark:

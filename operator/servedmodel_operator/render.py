@@ -295,4 +295,7 @@ def render(spec: ServedModelSpec) -> list[dict[str, Any]]:
 
 def endpoints(spec: ServedModelSpec) -> dict[str, str]:
     host = f"{names(spec)['service']}.{spec.namespace}.svc"
-    return {"rest": f"http://{host}:{spec.rest_port}/v1/models/{spec.model_name}", "grpc": f"{host}:{spec.grpc_port}"}
+    return {
+        "rest": f"http://{host}:{spec.rest_port}/v1/models/{spec.model_name}",
+        "grpc": f"{host}:{spec.grpc_port}",
+    }

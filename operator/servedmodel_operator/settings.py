@@ -30,7 +30,9 @@ class Settings:
         return cls(
             workers=_env_int("SERVEDMODEL_WORKERS", cls.workers),
             resync_seconds=_env_int("SERVEDMODEL_RESYNC_SECONDS", cls.resync_seconds),
-            request_timeout_seconds=_env_int("SERVEDMODEL_REQUEST_TIMEOUT_SECONDS", cls.request_timeout_seconds),
+            request_timeout_seconds=_env_int(
+                "SERVEDMODEL_REQUEST_TIMEOUT_SECONDS", cls.request_timeout_seconds
+            ),
             watch_server_timeout_seconds=_env_int(
                 "SERVEDMODEL_WATCH_TIMEOUT_SECONDS", cls.watch_server_timeout_seconds
             ),

@@ -134,17 +134,22 @@ def parse(body: dict[str, Any]) -> ServedModelSpec:
     labels = {str(k): int(v) for k, v in (spec.get("versionLabels") or {}).items()}
     for label, version in labels.items():
         if not LABEL_RE.match(label):
-            raise InvalidSpec(f"version label {label!r} may contain only letters, digits and '_' (at most 63)")
+            raise InvalidSpec(
+                f"version label {label!r} may contain only letters, digits and '_' (at most 63)"
+            )
         if policy.kind == "specific" and version not in policy.versions:
             raise InvalidSpec(
-                f"versionLabels.{label} points at version {version}, which versionPolicy.specific does not serve"
+                f"versionLabels.{label} points at version {version}, "
+                "which versionPolicy.specific does not serve"
             )
 
     ports = spec.get("ports") or {}
     grpc = _int(ports.get("grpc", 8500), "ports.grpc", 1, 65535)
     rest = _int(ports.get("rest", 8501), "ports.rest", 1, 65535)
     if grpc == rest:
-        raise InvalidSpec("ports.grpc and ports.rest must differ (TF Serving silently disables REST when equal)")
+        raise InvalidSpec(
+            "ports.grpc and ports.rest must differ (TF Serving silently disables REST when equal)"
+        )
 
     server = spec.get("server") or {}
     extra_args = tuple(server.get("extraArgs") or ())
@@ -152,7 +157,9 @@ def parse(body: dict[str, Any]) -> ServedModelSpec:
         if not arg.startswith("--"):
             raise InvalidSpec(f"server.extraArgs entry {arg!r} must be a flag starting with '--'")
         if arg.split("=", 1)[0] in MANAGED_FLAGS:
-            raise InvalidSpec(f"server.extraArgs must not set {arg.split('=', 1)[0]}: the operator manages it")
+            raise InvalidSpec(
+                f"server.extraArgs must not set {arg.split('=', 1)[0]}: the operator manages it"
+            )
 
     pod_labels = dict(spec.get("podLabels") or {})
     if any(k.startswith("app.kubernetes.io/") for k in pod_labels):
@@ -175,7 +182,9 @@ def parse(body: dict[str, Any]) -> ServedModelSpec:
         resources={k: dict(v) for k, v in (spec.get("resources") or {}).items() if v},
         grpc_port=grpc,
         rest_port=rest,
-        config_poll_seconds=_int(server.get("modelConfigPollSeconds", 10), "server.modelConfigPollSeconds", 1, 3600),
+        config_poll_seconds=_int(
+            server.get("modelConfigPollSeconds", 10), "server.modelConfigPollSeconds", 1, 3600
+        ),
         fs_poll_seconds=_int(server.get("fileSystemPollSeconds", 2), "server.fileSystemPollSeconds", 1, 3600),
         startup_timeout_seconds=_int(
             server.get("startupTimeoutSeconds", 600), "server.startupTimeoutSeconds", 30, 86400

@@ -77,10 +77,15 @@ def rollout_conditions(deployment: dict[str, Any] | None, desired_replicas: int)
         ]
     rolled_out = current and updated >= desired_replicas and total == updated and ready >= desired_replicas
     if desired_replicas == 0:
-        ready_cond = Condition(READY, False, "ScaledToZero", "spec.replicas is 0: no model server is running.")
+        ready_cond = Condition(
+            READY, False, "ScaledToZero", "spec.replicas is 0: no model server is running."
+        )
     elif rolled_out:
         ready_cond = Condition(
-            READY, True, "ModelServing", f"{ready}/{desired_replicas} model server replicas have a servable version."
+            READY,
+            True,
+            "ModelServing",
+            f"{ready}/{desired_replicas} model server replicas have a servable version.",
         )
     else:
         ready_cond = Condition(
@@ -124,7 +129,9 @@ def build_status(
 ) -> dict[str, Any]:
     status: dict[str, Any] = {
         "observedGeneration": generation,
-        "conditions": merge_conditions(old.get("conditions") or [], conditions, generation, now or now_rfc3339()),
+        "conditions": merge_conditions(
+            old.get("conditions") or [], conditions, generation, now or now_rfc3339()
+        ),
     }
     if model_name is not None:
         status["modelName"] = model_name

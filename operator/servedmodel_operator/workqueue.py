@@ -23,8 +23,13 @@ class Retry(Exception):
 
 
 class WorkQueue:
-    def __init__(self, handler: Callable[[Hashable], Awaitable[None]], workers: int,
-                 retry_min: float = 1.0, retry_max: float = 300.0):
+    def __init__(
+        self,
+        handler: Callable[[Hashable], Awaitable[None]],
+        workers: int,
+        retry_min: float = 1.0,
+        retry_max: float = 300.0,
+    ):
         self._handler = handler
         self._workers = workers
         self._retry_min, self._retry_max = retry_min, retry_max
@@ -37,7 +42,9 @@ class WorkQueue:
         self._tasks: list[asyncio.Task] = []
 
     def start(self) -> None:
-        self._tasks = [asyncio.create_task(self._work(), name=f"reconcile-worker-{i}") for i in range(self._workers)]
+        self._tasks = [
+            asyncio.create_task(self._work(), name=f"reconcile-worker-{i}") for i in range(self._workers)
+        ]
 
     async def stop(self) -> None:
         for timer in self._timers.values():

@@ -49,7 +49,9 @@ def build_binaries() -> Path:
     """Build (or find in the cache) the control-plane binaries and return their folder."""
     proc = subprocess.run(["bash", str(HERE / "build.sh")], stdout=subprocess.PIPE, text=True)
     if proc.returncode != 0:
-        raise ControlPlaneError(f"building the control plane failed (exit {proc.returncode}); see the log above")
+        raise ControlPlaneError(
+            f"building the control plane failed (exit {proc.returncode}); see the log above"
+        )
     return Path(proc.stdout.strip().splitlines()[-1])
 
 
@@ -189,7 +191,9 @@ class LocalCluster:
     def ca_file(self) -> Path:
         return self.workdir / "pki" / "ca.crt"
 
-    def kubectl(self, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
+    def kubectl(
+        self, *args: str, check: bool = True, input: str | None = None
+    ) -> subprocess.CompletedProcess:
         """Run the control plane's own kubectl as admin."""
         assert self.bin_dir is not None
         cmd = [str(self.bin_dir / "kubectl"), f"--kubeconfig={self.kubeconfig}", *args]
@@ -363,8 +367,13 @@ class LocalCluster:
         )
         self._spawn(
             "kube-scheduler",
-            [f"--config={config}", f"--authentication-kubeconfig={kc}", f"--authorization-kubeconfig={kc}",
-             "--secure-port=0", "--v=1"],
+            [
+                f"--config={config}",
+                f"--authentication-kubeconfig={kc}",
+                f"--authorization-kubeconfig={kc}",
+                "--secure-port=0",
+                "--v=1",
+            ],
         )
 
     def _start_kwok(self) -> None:
@@ -431,7 +440,9 @@ status:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("build", help="build the binaries (or find them in the cache) and print their folder")
     up = sub.add_parser("up", help="start a control plane and keep it running until interrupted")

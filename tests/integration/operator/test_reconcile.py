@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from kubehelpers import condition, eventually, pvc, servedmodel
 from localcluster import OPERATOR_USER
 
@@ -21,8 +20,15 @@ def _ready(kube, namespace: str, name: str):
 
 def test_servedmodel_becomes_a_serving_deployment(kube, operator, namespace):
     kube.apply(pvc("models", namespace))
-    kube.apply(servedmodel("resnet", namespace, replicas=2, versionPolicy={"specific": {"versions": [1, 2]}},
-                           versionLabels={"stable": 1, "canary": 2}))
+    kube.apply(
+        servedmodel(
+            "resnet",
+            namespace,
+            replicas=2,
+            versionPolicy={"specific": {"versions": [1, 2]}},
+            versionLabels={"stable": 1, "canary": 2},
+        )
+    )
 
     sm = eventually(lambda: _ready(kube, namespace, "resnet"), timeout=90, what="Ready=True")
     status = sm["status"]
@@ -35,7 +41,10 @@ def test_servedmodel_becomes_a_serving_deployment(kube, operator, namespace):
         "grpc": f"resnet.{namespace}.svc:8500",
     }
     assert {c["type"]: c["status"] for c in status["conditions"]} == {
-        "Ready": "True", "Progressing": "False", "Degraded": "False"}
+        "Ready": "True",
+        "Progressing": "False",
+        "Degraded": "False",
+    }
 
     uid = sm["metadata"]["uid"]
     dep = kube.get("deployment", "resnet", namespace)
@@ -56,16 +65,25 @@ def test_servedmodel_becomes_a_serving_deployment(kube, operator, namespace):
     assert "--model_config_file_poll_wait_seconds=10" in container["args"]
     assert "--allow_version_labels_for_unavailable_models" in container["args"]
     assert container["readinessProbe"]["httpGet"] == {
-        "path": "/v1/models/resnet/metadata", "port": "rest", "scheme": "HTTP"}
+        "path": "/v1/models/resnet/metadata",
+        "port": "rest",
+        "scheme": "HTTP",
+    }
     assert {m["mountPath"]: m.get("readOnly", False) for m in container["volumeMounts"]} == {
-        "/models": True, "/etc/servedmodel": True, "/tmp": False}
+        "/models": True,
+        "/etc/servedmodel": True,
+        "/tmp": False,
+    }
     assert {p["name"]: p["port"] for p in svc["spec"]["ports"]} == {"grpc": 8500, "rest": 8501}
     assert 'base_path: "/models/resnet"' in cm["data"]["models.config"]
 
     pods = kube.list("pods", namespace, "app.kubernetes.io/instance=resnet")
     assert len(pods) == 2 and all(p["status"]["phase"] == "Running" for p in pods)
-    reasons = {e["reason"] for e in kube.events(namespace, "resnet") if e["source"].get("component")
-               == "servedmodel-operator"}
+    reasons = {
+        e["reason"]
+        for e in kube.events(namespace, "resnet")
+        if e["source"].get("component") == "servedmodel-operator"
+    }
     assert {"Created", "ModelServing"} <= reasons
 
 
@@ -77,15 +95,31 @@ def test_spec_change_propagates_and_config_change_does_not_restart(kube, operato
 
     # A version policy change is hot-reloaded by TF Serving: ConfigMap changes, pod template does not.
     kube.apply(servedmodel("m", namespace, versionPolicy={"latest": {"numVersions": 3}}))
-    eventually(lambda: "latest { num_versions: 3 }" in kube.get("configmap", "m-config", namespace)["data"][
-        "models.config"], what="models.config updated")
+    eventually(
+        lambda: (
+            "latest { num_versions: 3 }"
+            in kube.get("configmap", "m-config", namespace)["data"]["models.config"]
+        ),
+        what="models.config updated",
+    )
     assert kube.get("deployment", "m", namespace)["spec"]["template"] == template_before
 
     # A server flag change needs new pods.
-    kube.apply(servedmodel("m", namespace, versionPolicy={"latest": {"numVersions": 3}},
-                           server={"extraArgs": ["--tensorflow_intra_op_parallelism=2"]}))
-    eventually(lambda: "--tensorflow_intra_op_parallelism=2" in kube.get("deployment", "m", namespace)["spec"][
-        "template"]["spec"]["containers"][0]["args"], what="args updated")
+    kube.apply(
+        servedmodel(
+            "m",
+            namespace,
+            versionPolicy={"latest": {"numVersions": 3}},
+            server={"extraArgs": ["--tensorflow_intra_op_parallelism=2"]},
+        )
+    )
+    eventually(
+        lambda: (
+            "--tensorflow_intra_op_parallelism=2"
+            in kube.get("deployment", "m", namespace)["spec"]["template"]["spec"]["containers"][0]["args"]
+        ),
+        what="args updated",
+    )
     sm = eventually(lambda: _ready(kube, namespace, "m"), timeout=90, what="Ready after rollout")
     assert sm["status"]["observedGeneration"] == sm["metadata"]["generation"] == 3
     assert sm["status"]["versionPolicy"] == "latest:3"
@@ -97,21 +131,46 @@ def test_drift_is_corrected_and_foreign_fields_kept(kube, operator, namespace):
     eventually(lambda: _ready(kube, namespace, "d"), timeout=90, what="Ready")
 
     # Hand edits: a field we own is changed, a foreign label is added.
-    kube.kubectl("-n", namespace, "patch", "deployment", "d", "--type=merge",
-                 "-p", '{"metadata":{"labels":{"team":"vision"}},"spec":{"replicas":5}}')
-    eventually(lambda: kube.get("deployment", "d", namespace)["spec"]["replicas"] == 1, what="replicas restored")
+    kube.kubectl(
+        "-n",
+        namespace,
+        "patch",
+        "deployment",
+        "d",
+        "--type=merge",
+        "-p",
+        '{"metadata":{"labels":{"team":"vision"}},"spec":{"replicas":5}}',
+    )
+    eventually(
+        lambda: kube.get("deployment", "d", namespace)["spec"]["replicas"] == 1, what="replicas restored"
+    )
     assert kube.get("deployment", "d", namespace)["metadata"]["labels"]["team"] == "vision"
 
-    kube.kubectl("-n", namespace, "patch", "configmap", "d-config", "--type=merge",
-                 "-p", '{"data":{"models.config":"garbage"}}')
-    eventually(lambda: "model_config_list" in kube.get("configmap", "d-config", namespace)["data"]["models.config"],
-               what="ConfigMap restored")
+    kube.kubectl(
+        "-n",
+        namespace,
+        "patch",
+        "configmap",
+        "d-config",
+        "--type=merge",
+        "-p",
+        '{"data":{"models.config":"garbage"}}',
+    )
+    eventually(
+        lambda: "model_config_list" in kube.get("configmap", "d-config", namespace)["data"]["models.config"],
+        what="ConfigMap restored",
+    )
 
     for kind, name in (("service", "d"), ("configmap", "d-config"), ("deployment", "d")):
         uid = kube.get(kind, name, namespace)["metadata"]["uid"]
         kube.kubectl("-n", namespace, "delete", kind, name, "--wait=false")
-        eventually(lambda: (kube.get(kind, name, namespace) or {}).get("metadata", {}).get("uid") not in (None, uid),
-                   what=f"{kind} recreated")
+        eventually(
+            lambda kind=kind, name=name, uid=uid: (kube.get(kind, name, namespace) or {})
+            .get("metadata", {})
+            .get("uid")
+            not in (None, uid),
+            what=f"{kind} recreated",
+        )
     reasons = [e["reason"] for e in kube.events(namespace, "d")]
     assert "DriftCorrected" in reasons
 
@@ -121,9 +180,14 @@ def test_deleting_the_servedmodel_garbage_collects_children(kube, operator, name
     kube.apply(servedmodel("gone", namespace))
     eventually(lambda: kube.get("deployment", "gone", namespace), what="deployment")
     kube.kubectl("-n", namespace, "delete", "servedmodel", "gone")
-    eventually(lambda: all(kube.get(k, n, namespace) is None for k, n in
-                           (("deployment", "gone"), ("service", "gone"), ("configmap", "gone-config"))),
-               timeout=60, what="garbage collection")
+    eventually(
+        lambda: all(
+            kube.get(k, n, namespace) is None
+            for k, n in (("deployment", "gone"), ("service", "gone"), ("configmap", "gone-config"))
+        ),
+        timeout=60,
+        what="garbage collection",
+    )
 
 
 def test_no_write_when_nothing_changed(kube, operator, cluster, namespace):
@@ -134,17 +198,25 @@ def test_no_write_when_nothing_changed(kube, operator, cluster, namespace):
     since = time.time()
     log_before = operator.log_text()
     time.sleep(10)  # the test operator resyncs every 4 s: at least two full passes over every ServedModel
-    resyncs = operator.log_text()[len(log_before):].count(f"reconciled {namespace}/quiet: up to date")
+    resyncs = operator.log_text()[len(log_before) :].count(f"reconciled {namespace}/quiet: up to date")
     assert resyncs >= 2, "the operator did not resync during the window"
-    writes = [w for w in cluster.audited_writes(OPERATOR_USER, since)
-              if (w.get("objectRef") or {}).get("namespace") == namespace]
+    writes = [
+        w
+        for w in cluster.audited_writes(OPERATOR_USER, since)
+        if (w.get("objectRef") or {}).get("namespace") == namespace
+    ]
     assert writes == [], [(w["verb"], w["objectRef"]) for w in writes]
 
 
 def test_missing_pvc_is_reported_and_nothing_is_created(kube, operator, namespace):
     kube.apply(servedmodel("nopvc", namespace))
-    sm = eventually(lambda: condition(kube.get("servedmodel", "nopvc", namespace), "Ready").get("reason")
-                    == "StorageNotFound" and kube.get("servedmodel", "nopvc", namespace), what="StorageNotFound")
+    sm = eventually(
+        lambda: (
+            condition(kube.get("servedmodel", "nopvc", namespace), "Ready").get("reason") == "StorageNotFound"
+            and kube.get("servedmodel", "nopvc", namespace)
+        ),
+        what="StorageNotFound",
+    )
     ready = condition(sm, "Ready")
     assert ready["status"] == "False" and "models" in ready["message"]
     assert condition(sm, "Degraded")["status"] == "True"
@@ -161,7 +233,12 @@ def test_rejected_by_api_server_is_reported(kube, operator, namespace):
     """A spec the schema accepts but the API server rejects in the Deployment: a condition, no crash loop."""
     kube.apply(pvc("models", namespace))
     kube.apply(servedmodel("bad", namespace, env=[{"name": "X", "valueFrom": {"fieldRef": {}}}]))
-    sm = eventually(lambda: condition(kube.get("servedmodel", "bad", namespace), "Ready").get("reason")
-                    == "ApplyFailed" and kube.get("servedmodel", "bad", namespace), what="ApplyFailed")
+    sm = eventually(
+        lambda: (
+            condition(kube.get("servedmodel", "bad", namespace), "Ready").get("reason") == "ApplyFailed"
+            and kube.get("servedmodel", "bad", namespace)
+        ),
+        what="ApplyFailed",
+    )
     assert "Deployment" in condition(sm, "Ready")["message"]
     assert operator.proc.poll() is None

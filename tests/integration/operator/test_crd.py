@@ -1,0 +1,82 @@
+"""The API server enforces the ServedModel schema: defaults, bounds and CEL rules, with clear messages."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from kubehelpers import servedmodel
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.mark.parametrize("example", sorted((ROOT / "examples").glob("*.yaml")), ids=lambda p: p.name)
+def test_examples_are_accepted(kube, crd, namespace, example):
+    proc = kube.kubectl("apply", "--dry-run=server", "-n", namespace, "-f", str(example), "-o", "json")
+    obj = json.loads(proc.stdout)
+    assert obj["kind"] == "ServedModel"
+    assert obj["spec"]["versionPolicy"]  # defaulted or given
+
+
+def test_defaults_are_filled_by_the_api_server(kube, crd, namespace):
+    obj = json.loads(
+        kube.kubectl(
+            "apply",
+            "--dry-run=server",
+            "-o",
+            "json",
+            "-f",
+            "-",
+            input=yaml.safe_dump(servedmodel("d", namespace)),
+        ).stdout
+    )
+    spec = obj["spec"]
+    assert spec["versionPolicy"] == {"latest": {"numVersions": 1}}
+    assert spec["ports"] == {"grpc": 8500, "rest": 8501}
+    assert spec["replicas"] == 1
+    assert spec["storage"]["persistentVolumeClaim"]["readOnly"] is True
+    assert spec["server"] == {
+        "modelConfigPollSeconds": 10,
+        "fileSystemPollSeconds": 2,
+        "startupTimeoutSeconds": 600,
+    }
+
+
+BAD = [
+    ({"ports": {"grpc": 9000, "rest": 9000}}, "ports.grpc and ports.rest must differ"),
+    ({"versionPolicy": {"latest": {"numVersions": 1}, "all": {}}}, "exactly one of latest, specific or all"),
+    (
+        {"versionPolicy": {"specific": {"versions": [1, 2]}}, "versionLabels": {"stable": 3}},
+        "must point at a version listed in versionPolicy.specific.versions",
+    ),
+    ({"versionLabels": {"bad-label": 1}}, "version label names may contain only letters"),
+    ({"storage": {"persistentVolumeClaim": {"claimName": "m"}, "path": "/abs"}}, "must not start with '/'"),
+    ({"storage": {"persistentVolumeClaim": {"claimName": "m"}, "path": "a/../b"}}, "must not contain '..'"),
+    ({"server": {"extraArgs": ["--port=1"]}}, "must not set flags the operator manages"),
+    ({"server": {"extraArgs": ["verbose"]}}, "must be flags starting with '--'"),
+    ({"podLabels": {"app.kubernetes.io/name": "x"}}, "the operator owns them"),
+    ({"replicas": -1}, "spec.replicas"),
+    ({"modelName": "no/slash"}, "spec.modelName"),
+    ({"imagePullPolicy": "Sometimes"}, "Unsupported value"),
+    ({"storage": {"path": "x"}}, "spec.storage.persistentVolumeClaim: Required value"),
+]
+
+
+@pytest.mark.parametrize("spec,message", BAD, ids=[m for _, m in BAD])
+def test_bad_specs_are_rejected_with_a_clear_message(kube, crd, namespace, spec, message):
+    body = servedmodel("bad", namespace)
+    body["spec"].update(spec)
+    proc = kube.try_apply(body)
+    assert proc.returncode != 0
+    assert message in proc.stderr, proc.stderr
+
+
+def test_printer_columns(kube, crd):
+    crd_obj = json.loads(kube.kubectl("get", "crd", "servedmodels.servedmodel.io", "-o", "json").stdout)
+    (version,) = crd_obj["spec"]["versions"]
+    names = [c["name"] for c in version["additionalPrinterColumns"]]
+    assert names[:5] == ["Model", "Ready", "Versions", "Replicas", "Available"]
+    assert crd_obj["spec"]["names"]["shortNames"] == ["sm"]
