@@ -92,6 +92,7 @@ def _publish(args: argparse.Namespace) -> int:
             pins=tuple(args.pin),
         )
     )
+    _write_result_file(args, {"ok": True, "version": result.version, "path": str(result.path)})
     if args.json:
         _print_json({"ok": True, **result.to_dict()})
     else:
@@ -125,6 +126,7 @@ def _inspect(args: argparse.Namespace) -> int:
 
 def _fail(args: argparse.Namespace, exc: Exception, code: int) -> int:
     print(f"{PROG}: error: {exc}", file=sys.stderr)
+    _write_result_file(args, {"ok": False, "error": str(exc)[:2000], "exit_code": code})
     if args.json:
         _print_json(
             {"ok": False, "error": {"type": type(exc).__name__, "message": str(exc), "exit_code": code}}
@@ -139,6 +141,13 @@ def _configure_logging(quiet: bool) -> None:
     log.handlers = [handler]
     log.propagate = False
     log.setLevel(logging.WARNING if quiet else logging.INFO)
+
+
+def _write_result_file(args: argparse.Namespace, payload: dict[str, Any]) -> None:
+    """A short result for whoever started us; in a Job, /dev/termination-log (at most 4 KiB)."""
+    path = getattr(args, "result_file", None)
+    if path is not None:
+        Path(path).write_text(json.dumps(payload, separators=(",", ":"), sort_keys=True)[:4096])
 
 
 def _print_json(payload: dict[str, Any]) -> None:
@@ -239,6 +248,13 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         metavar="V",
         help="never remove version V with --keep (repeatable, e.g. versions a 'specific' policy serves)",
+    )
+    pub.add_argument(
+        "--result-file",
+        type=Path,
+        metavar="FILE",
+        help="also write a short JSON result (ok, version, path or error) to FILE; the operator's export "
+        "Job uses /dev/termination-log, where Kubernetes keeps it in the pod status",
     )
     pub.set_defaults(command=_publish)
 

@@ -25,6 +25,10 @@ ANNOTATION_RESTART_CHECKSUM = f"{GROUP}/restart-checksum"  # config read only at
 # A pinned TF Serving release: a moving tag would change what runs without a spec change.
 DEFAULT_IMAGE = "tensorflow/serving:2.18.0"
 
+DEFAULT_EXPORTER_IMAGE = "ghcr.io/servedmodel/servedmodel-exporter:0.1.0"
+EXPORTER_USER = 10001  # the exporter image's non-root user
+VOLUME_MOUNT = "/volume"  # the model volume, read-write, in export Jobs
+
 # Paths inside the model server container.
 MODEL_MOUNT = "/models"
 CONFIG_MOUNT = "/etc/servedmodel"

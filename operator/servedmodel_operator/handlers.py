@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import kopf
@@ -29,6 +29,7 @@ CHILD_RESOURCES = {
     "ConfigMap": ("", "v1", "configmaps"),
     "Service": ("", "v1", "services"),
     "Deployment": ("apps", "v1", "deployments"),
+    "Job": ("batch", "v1", "jobs"),
 }
 
 
@@ -51,6 +52,15 @@ class IndexCache:
 
     def pvc_exists(self, namespace: str, name: str) -> bool:
         return self._ix["pvc_index"].get((namespace, name)) is not None
+
+    def children(self, kind: str, namespace: str, owner: str) -> list[dict[str, Any]]:
+        index = self._ix[f"{kind.lower()}_index"]
+        found = []
+        for key in list(index.keys()):
+            obj = self._one(index, key) if key[0] == namespace else None
+            if obj is not None and _owner_name(obj) == owner:
+                found.append(obj)
+        return found
 
     def servedmodel_keys(self) -> Iterable[Key]:
         return list(self._ix["servedmodel_index"].keys())
@@ -113,15 +123,20 @@ def _plain(body: kopf.Body, with_status: bool = True) -> dict[str, Any]:
     return out
 
 
-def _owner(body: kopf.Body) -> Key | None:
-    for ref in body.metadata.get("ownerReferences") or []:
+def _owner_name(body: Mapping[str, Any]) -> str | None:
+    for ref in (body.get("metadata") or {}).get("ownerReferences") or []:
         if (
             ref.get("controller")
             and ref.get("kind") == "ServedModel"
             and ref.get("apiVersion", "").startswith(GROUP)
         ):
-            return (body.metadata.namespace, ref["name"])
+            return ref["name"]
     return None
+
+
+def _owner(body: kopf.Body) -> Key | None:
+    name = _owner_name(body)
+    return (body.metadata.namespace, name) if name else None
 
 
 @kopf.on.startup()
@@ -172,6 +187,11 @@ def deployment_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> di
     return {(namespace, name): _plain(body)}
 
 
+@kopf.index("batch", "v1", "jobs", labels=MANAGED_BY_SELECTOR)
+def job_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]]:
+    return {(namespace, name): _plain(body)}
+
+
 @kopf.index("", "v1", "persistentvolumeclaims")
 def pvc_index(namespace: str, name: str, **_: Any) -> dict[Key, bool]:
     return {(namespace, name): True}
@@ -188,6 +208,7 @@ async def servedmodel_changed(namespace: str, name: str, **kwargs: Any) -> None:
 @kopf.on.event("", "v1", "configmaps", labels=MANAGED_BY_SELECTOR)
 @kopf.on.event("", "v1", "services", labels=MANAGED_BY_SELECTOR)
 @kopf.on.event("apps", "v1", "deployments", labels=MANAGED_BY_SELECTOR)
+@kopf.on.event("batch", "v1", "jobs", labels=MANAGED_BY_SELECTOR)
 async def child_changed(body: kopf.Body, **kwargs: Any) -> None:
     owner = _owner(body)
     if owner is not None:

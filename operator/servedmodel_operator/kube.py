@@ -25,6 +25,7 @@ _PATHS = {
     ("v1", "Service"): "/api/v1/namespaces/{ns}/services/{name}",
     ("v1", "PersistentVolumeClaim"): "/api/v1/namespaces/{ns}/persistentvolumeclaims/{name}",
     ("apps/v1", "Deployment"): "/apis/apps/v1/namespaces/{ns}/deployments/{name}",
+    ("batch/v1", "Job"): "/apis/batch/v1/namespaces/{ns}/jobs/{name}",
 }
 
 
@@ -136,6 +137,10 @@ class KubeApi:
             content_type="application/apply-patch+yaml",  # JSON is YAML
             params={"fieldManager": FIELD_MANAGER, "force": "true"},
         )
+
+    def list_pods(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        path = f"/api/v1/namespaces/{namespace}/pods"
+        return self.request("GET", path, "Pod", params={"labelSelector": label_selector}).get("items") or []
 
     def patch_status(
         self, group: str, version: str, namespace: str, name: str, patch: dict[str, Any]

@@ -21,6 +21,14 @@ from .constants import ANNOTATION_SPEC_HASH, GROUP, VERSION
 from .drift import needs_apply
 from .kube import ApiError, KubeApi
 from .render import endpoints, render
+from .render_export import (
+    export_hash,
+    export_job_name,
+    job_failure_message,
+    job_phase,
+    parse_result,
+    render_export_job,
+)
 from .spec import InvalidSpec, ServedModelSpec, parse
 from .workqueue import Retry
 
@@ -29,10 +37,19 @@ log = logging.getLogger(__name__)
 Key = tuple[str, str]  # (namespace, name) of a ServedModel
 
 
+def _export_condition(record: dict[str, Any]) -> st.Condition:
+    phase = record.get("phase", "Pending")
+    reason = {"Succeeded": "ExportSucceeded", "Failed": "ExportFailed", "Running": "ExportRunning"}.get(
+        phase, "ExportPending"
+    )
+    return st.Condition(st.EXPORTED, phase == "Succeeded", reason, record.get("message", ""))
+
+
 class Cache(Protocol):
     def servedmodel(self, key: Key) -> dict[str, Any] | None: ...
     def child(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None: ...
     def pvc_exists(self, namespace: str, name: str) -> bool: ...
+    def children(self, kind: str, namespace: str, owner: str) -> list[dict[str, Any]]: ...
     def servedmodel_keys(self) -> Iterable[Key]: ...
 
 
@@ -91,9 +108,130 @@ class Reconciler:
                 deployment = live
 
         conditions = st.rollout_conditions(deployment, spec.replicas)
-        wrote_status = await self._write_status(key, sm, spec, conditions, deployment)
+        export_record = (sm.get("status") or {}).get("export")
+        if spec.export is not None:
+            export_record, export_condition = await self._export(sm, spec, export_record or {})
+            conditions.append(export_condition)
+        wrote_status = await self._write_status(key, sm, spec, conditions, deployment, export_record)
         if not (applied_any or wrote_status):
             log.debug("reconciled %s/%s: up to date", *key)
+
+    async def _export(
+        self, sm: dict[str, Any], spec: ServedModelSpec, record: dict[str, Any]
+    ) -> tuple[dict[str, Any], st.Condition]:
+        """Run spec.export once per change, one Job at a time, and say how it went.
+
+        The Job is the source of truth while it exists; the status record remembers a finished export after
+        its Job is deleted, so deleting a Job never re-runs an export.
+        """
+        digest, name = export_hash(spec), export_job_name(spec)
+        job = self.cache.child("Job", spec.namespace, name)
+        if job is None:
+            if record.get("specHash") == digest and record.get("phase") in ("Succeeded", "Failed"):
+                return record, _export_condition(record)
+            busy = [
+                j
+                for j in self.cache.children("Job", spec.namespace, spec.name)
+                if j["metadata"]["name"] != name and job_phase(j) in ("Pending", "Running")
+            ]
+            if busy:
+                waiting = {
+                    "specHash": digest,
+                    "jobName": name,
+                    "phase": "Pending",
+                    "message": f"waiting for export Job {busy[0]['metadata']['name']} to finish",
+                }
+                return waiting, _export_condition(waiting)
+            try:
+                job = await asyncio.to_thread(self.api.apply, render_export_job(spec))
+            except ApiError as exc:
+                if not exc.permanent:
+                    raise Retry(f"creating export Job {name}: {exc}") from exc
+                failed = {
+                    "specHash": digest,
+                    "jobName": name,
+                    "phase": "Failed",
+                    "message": f"The API server rejected the export Job: {exc.message}",
+                }
+                await asyncio.to_thread(
+                    self.api.post_event, sm, "Warning", "ExportFailed", failed["message"], st.now_rfc3339()
+                )
+                return failed, _export_condition(failed)
+            except requests.RequestException as exc:
+                raise Retry(f"creating export Job {name}: {exc}") from exc
+            await asyncio.to_thread(
+                self.api.post_event,
+                sm,
+                "Normal",
+                "ExportStarted",
+                f"Started export Job {name}",
+                st.now_rfc3339(),
+            )
+
+        phase = job_phase(job)
+        current = {"specHash": digest, "jobName": name, "phase": phase}
+        same_job = record.get("jobName") == name
+        if phase == "Succeeded":
+            version = record.get("version") if same_job else None
+            if version is None:
+                version = await self._published_version(spec.namespace, name)
+            if version is not None:
+                current["version"] = version
+            current["message"] = f"published version {version}" if version is not None else "export succeeded"
+            if not (same_job and record.get("phase") == "Succeeded"):
+                await asyncio.to_thread(
+                    self.api.post_event,
+                    sm,
+                    "Normal",
+                    "ExportSucceeded",
+                    f"Export Job {name}: {current['message']}",
+                    st.now_rfc3339(),
+                )
+        elif phase == "Failed":
+            detail = await self._export_error(spec.namespace, name)
+            current["message"] = detail or job_failure_message(job)
+            if not (same_job and record.get("phase") == "Failed"):
+                await asyncio.to_thread(
+                    self.api.post_event,
+                    sm,
+                    "Warning",
+                    "ExportFailed",
+                    f"Export Job {name}: {current['message']}",
+                    st.now_rfc3339(),
+                )
+        else:
+            current["message"] = f"export Job {name} is {phase.lower()}"
+        if same_job and record.get("phase") == phase and "message" in record and phase != "Succeeded":
+            current["message"] = record["message"]  # keep the first detail; no rewrite on every pass
+        return current, _export_condition(current)
+
+    async def _termination_results(self, namespace: str, job_name: str) -> list[dict[str, Any]]:
+        try:
+            pods = await asyncio.to_thread(
+                self.api.list_pods, namespace, f"batch.kubernetes.io/job-name={job_name}"
+            )
+        except (ApiError, requests.RequestException) as exc:
+            log.warning("cannot read the pods of export Job %s: %s", job_name, exc)
+            return []
+        results = []
+        for pod in pods:
+            for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+                result = parse_result(((cs.get("state") or {}).get("terminated") or {}).get("message"))
+                if result is not None:
+                    results.append(result)
+        return results
+
+    async def _published_version(self, namespace: str, job_name: str) -> int | None:
+        for result in await self._termination_results(namespace, job_name):
+            if result.get("ok") and isinstance(result.get("version"), int):
+                return result["version"]
+        return None
+
+    async def _export_error(self, namespace: str, job_name: str) -> str | None:
+        for result in await self._termination_results(namespace, job_name):
+            if not result.get("ok") and result.get("error"):
+                return str(result["error"])
+        return None
 
     async def _announce_apply(
         self, sm: dict[str, Any], desired: dict[str, Any], live: dict[str, Any] | None
@@ -117,7 +255,9 @@ class Reconciler:
         self, key: Key, sm: dict[str, Any], spec: ServedModelSpec | None, reason: str, message: str
     ) -> None:
         log.warning("%s/%s: %s: %s", key[0], key[1], reason, message)
-        await self._write_status(key, sm, spec, st.blocked_conditions(reason, message), None)
+        # The record of past exports is history, not observation: keep it while blocked.
+        export = (sm.get("status") or {}).get("export")
+        await self._write_status(key, sm, spec, st.blocked_conditions(reason, message), None, export)
 
     async def _write_status(
         self,
@@ -126,6 +266,7 @@ class Reconciler:
         spec: ServedModelSpec | None,
         conditions: list[st.Condition],
         deployment: dict[str, Any] | None,
+        export: dict[str, Any] | None = None,
     ) -> bool:
         generation = sm["metadata"].get("generation", 0)
         old = sm.get("status") or {}
@@ -138,6 +279,7 @@ class Reconciler:
             endpoints=endpoints(spec) if spec else None,
             deployment=deployment,
             desired_replicas=spec.replicas if spec else None,
+            export=export,
         )
         patch = st.status_patch(old, new)
         if patch is not None:

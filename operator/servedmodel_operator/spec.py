@@ -12,9 +12,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .constants import DEFAULT_IMAGE, MODEL_MOUNT
+from .constants import DEFAULT_EXPORTER_IMAGE, DEFAULT_IMAGE, MODEL_MOUNT
 
 MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
+DNS_LABEL_RE = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 LABEL_RE = re.compile(r"^[A-Za-z0-9_]{1,63}$")
 MANAGED_FLAGS = (
     "--port",
@@ -47,6 +48,22 @@ class VersionPolicy:
 
 
 @dataclass(frozen=True)
+class ExportSpec:
+    source_path: str  # relative to the volume root; "" when url is set
+    source_url: str
+    sha256: str
+    version: str  # "auto" or digits
+    image: str
+    image_pull_policy: str
+    warmup_requests: int
+    keep_versions: int | None
+    timeout_seconds: int
+    backoff_limit: int
+    resources: dict[str, Any]
+    raw: dict[str, Any]  # as written: its hash names the Job, so an unchanged section never re-runs
+
+
+@dataclass(frozen=True)
 class ServedModelSpec:
     name: str
     namespace: str
@@ -76,6 +93,7 @@ class ServedModelSpec:
     pod_annotations: dict[str, str] = field(default_factory=dict)
     service_type: str = "ClusterIP"
     service_annotations: dict[str, str] = field(default_factory=dict)
+    export: ExportSpec | None = None
 
     @property
     def base_path(self) -> str:
@@ -117,10 +135,44 @@ def _relative_path(path: str) -> str:
     return posixpath.normpath(path) if path else ""
 
 
+def _export(raw: dict[str, Any] | None) -> ExportSpec | None:
+    if not raw:
+        return None
+    source = raw.get("source") or {}
+    path, url = source.get("path") or "", source.get("url") or ""
+    if bool(path) == bool(url):
+        raise InvalidSpec("export.source must set exactly one of path or url")
+    if path and (path.startswith("/") or ".." in path.split("/")):
+        raise InvalidSpec("export.source.path is relative to the volume root and must not contain '..'")
+    if url and not re.match(r"^https?://", url):
+        raise InvalidSpec("export.source.url must be an http(s) URL")
+    version = str(raw.get("version") or "auto")
+    if version != "auto" and not re.fullmatch(r"[1-9][0-9]{0,17}", version):
+        raise InvalidSpec(f"export.version must be 'auto' or a version number, got {version!r}")
+    keep = raw.get("keepVersions")
+    return ExportSpec(
+        source_path=posixpath.normpath(path) if path else "",
+        source_url=url,
+        sha256=source.get("sha256") or "",
+        version=version,
+        image=raw.get("image") or DEFAULT_EXPORTER_IMAGE,
+        image_pull_policy=raw.get("imagePullPolicy") or "IfNotPresent",
+        warmup_requests=_int(raw.get("warmupRequests", 0), "export.warmupRequests", 0, 1000),
+        keep_versions=None if keep is None else _int(keep, "export.keepVersions", 1, 1000),
+        timeout_seconds=_int(raw.get("timeoutSeconds", 3600), "export.timeoutSeconds", 60, 86400),
+        backoff_limit=_int(raw.get("backoffLimit", 1), "export.backoffLimit", 0, 6),
+        resources=dict(raw.get("resources") or {}),
+        raw=raw,
+    )
+
+
 def parse(body: dict[str, Any]) -> ServedModelSpec:
     """Build the spec view from a ServedModel object; raises InvalidSpec with a user-facing message."""
     meta = body.get("metadata") or {}
     spec = body.get("spec") or {}
+    if not DNS_LABEL_RE.match(meta.get("name", "")):
+        raise InvalidSpec("the ServedModel's name names its Service, so it must be a DNS label "
+                          "(at most 63 lowercase letters, digits and '-', starting with a letter)")
     model_name = spec.get("modelName") or meta.get("name", "")
     if not MODEL_NAME_RE.match(model_name) or len(model_name) > 128:
         raise InvalidSpec(f"modelName {model_name!r} must be letters, digits, '.', '_' or '-' (at most 128)")
@@ -199,4 +251,5 @@ def parse(body: dict[str, Any]) -> ServedModelSpec:
         pod_annotations=dict(spec.get("podAnnotations") or {}),
         service_type=service.get("type") or "ClusterIP",
         service_annotations=dict(service.get("annotations") or {}),
+        export=_export(spec.get("export")),
     )

@@ -10,7 +10,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-READY, PROGRESSING, DEGRADED = "Ready", "Progressing", "Degraded"
+READY, PROGRESSING, DEGRADED, EXPORTED = "Ready", "Progressing", "Degraded", "Exported"
 
 
 @dataclass(frozen=True)
@@ -125,6 +125,7 @@ def build_status(
     endpoints: dict[str, str] | None = None,
     deployment: dict[str, Any] | None = None,
     desired_replicas: int | None = None,
+    export: dict[str, Any] | None = None,
     now: str | None = None,
 ) -> dict[str, Any]:
     status: dict[str, Any] = {
@@ -139,6 +140,8 @@ def build_status(
         status["versionPolicy"] = version_policy
     if endpoints is not None:
         status["endpoints"] = endpoints
+    if export:
+        status["export"] = export
     if desired_replicas is not None:
         st = (deployment or {}).get("status") or {}
         status["replicas"] = desired_replicas

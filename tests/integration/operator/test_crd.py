@@ -74,6 +74,11 @@ def test_bad_specs_are_rejected_with_a_clear_message(kube, crd, namespace, spec,
     assert message in proc.stderr, proc.stderr
 
 
+def test_names_that_cannot_name_a_service_are_rejected(kube, crd, namespace):
+    proc = kube.try_apply(servedmodel("my.model", namespace))
+    assert proc.returncode != 0 and "must be a DNS label" in proc.stderr, proc.stderr
+
+
 def test_printer_columns(kube, crd):
     crd_obj = json.loads(kube.kubectl("get", "crd", "servedmodels.servedmodel.io", "-o", "json").stdout)
     (version,) = crd_obj["spec"]["versions"]

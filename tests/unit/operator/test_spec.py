@@ -49,6 +49,12 @@ def test_invalid_specs_say_what_to_change(spec, message):
         parse(body(**spec))
 
 
+def test_names_must_be_dns_labels_as_they_name_the_service():
+    for name in ("my.model", "A", "9lives", "a" * 64):
+        with pytest.raises(InvalidSpec, match="DNS label"):
+            parse(body(name=name))
+
+
 def test_policy_summaries():
     assert parse(body(versionPolicy={"specific": {"versions": [3, 1, 3]}})).version_policy.summary() == "1,3"
     assert parse(body(versionPolicy={"all": {}})).version_policy.summary() == "all"

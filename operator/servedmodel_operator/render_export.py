@@ -1,0 +1,151 @@
+"""Pure rendering of the export Job that publishes a new model version with the exporter.
+
+The Job's name carries a hash of `spec.export`, so an unchanged section maps to the same Job and is
+never run twice, and a changed one maps to a new Job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import posixpath
+from typing import Any
+
+from .constants import EXPORTER_USER, LABEL_COMPONENT, VOLUME_MOUNT
+from .render import _metadata, _stamp, common_labels
+from .spec import ServedModelSpec
+
+JOB_NAME_MAX = 63  # Jobs label their pods with their name: a label value
+
+
+def export_hash(spec: ServedModelSpec) -> str:
+    assert spec.export is not None
+    canonical = json.dumps(spec.export.raw, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:8]
+
+
+def export_job_name(spec: ServedModelSpec) -> str:
+    suffix = f"-export-{export_hash(spec)}"
+    return spec.name[: JOB_NAME_MAX - len(suffix)].rstrip("-.") + suffix
+
+
+def export_labels(spec: ServedModelSpec) -> dict[str, str]:
+    return {**common_labels(spec), LABEL_COMPONENT: "exporter"}
+
+
+def exporter_args(spec: ServedModelSpec) -> list[str]:
+    """`servedmodel-export publish` into the folder TF Serving watches: <base>/<model>/ = the base path."""
+    export = spec.export
+    assert export is not None
+    model_dir = posixpath.normpath(posixpath.join(VOLUME_MOUNT, spec.path))
+    source = export.source_url or posixpath.join(VOLUME_MOUNT, export.source_path)
+    args = [
+        "publish",
+        source,
+        "--base-path",
+        posixpath.dirname(model_dir),
+        "--model",
+        posixpath.basename(model_dir),
+        "--version",
+        export.version,
+        "--result-file",
+        "/dev/termination-log",
+    ]
+    if export.sha256:
+        args += ["--sha256", export.sha256]
+    if export.warmup_requests:
+        args += ["--warmup", str(export.warmup_requests)]
+    if export.keep_versions:
+        args += ["--keep", str(export.keep_versions)]
+        pinned = set(spec.version_policy.versions) | set(spec.version_labels.values())
+        for version in sorted(pinned):
+            args += ["--pin", str(version)]
+    return args
+
+
+def render_export_job(spec: ServedModelSpec) -> dict[str, Any]:
+    export = spec.export
+    assert export is not None
+    labels = export_labels(spec)
+    meta = _metadata(spec, export_job_name(spec))
+    meta["labels"] = labels
+    container: dict[str, Any] = {
+        "name": "exporter",
+        "image": export.image,
+        "imagePullPolicy": export.image_pull_policy,
+        "args": exporter_args(spec),
+        "env": [{"name": "HOME", "value": "/tmp"}, {"name": "TF_CPP_MIN_LOG_LEVEL", "value": "2"}],
+        # The exporter writes a short JSON result here; the logs tail explains a crash.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "volumeMounts": [
+            {"name": "models", "mountPath": VOLUME_MOUNT},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    }
+    if export.resources:
+        container["resources"] = dict(export.resources)
+    return _stamp(
+        {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": meta,
+            "spec": {
+                "backoffLimit": export.backoff_limit,
+                "activeDeadlineSeconds": export.timeout_seconds,
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "containers": [container],
+                        "securityContext": {
+                            "runAsNonRoot": True,
+                            "runAsUser": EXPORTER_USER,
+                            "runAsGroup": EXPORTER_USER,
+                            "fsGroup": EXPORTER_USER,
+                            "seccompProfile": {"type": "RuntimeDefault"},
+                        },
+                        "volumes": [
+                            {"name": "models", "persistentVolumeClaim": {"claimName": spec.claim_name}},
+                            {"name": "tmp", "emptyDir": {}},
+                        ],
+                        "enableServiceLinks": False,
+                    },
+                },
+            },
+        }
+    )
+
+
+def job_phase(job: dict[str, Any]) -> str:
+    """Pending, Running, Succeeded or Failed, from the Job's conditions and counters."""
+    status = job.get("status") or {}
+    for cond in status.get("conditions") or []:
+        if cond.get("status") == "True" and cond.get("type") == "Complete":
+            return "Succeeded"
+        if cond.get("status") == "True" and cond.get("type") == "Failed":
+            return "Failed"
+    return "Running" if status.get("active") else "Pending"
+
+
+def job_failure_message(job: dict[str, Any]) -> str:
+    for cond in (job.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "Failed" and cond.get("status") == "True":
+            return f"{cond.get('reason', 'Failed')}: {cond.get('message', '')}".strip(": ")
+    return "the export Job failed"
+
+
+def parse_result(message: str | None) -> dict[str, Any] | None:
+    """The exporter's --result-file JSON, as the kubelet copied it into the pod's termination message."""
+    if not message:
+        return None
+    try:
+        result = json.loads(message)
+    except ValueError:
+        return None
+    return result if isinstance(result, dict) and "ok" in result else None

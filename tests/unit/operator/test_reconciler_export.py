@@ -1,0 +1,186 @@
+"""Export Jobs, driven through the real reconciler with an in-memory cluster view (no API server).
+
+The integration tests run the same code against the real control plane; these cover the timing cases a
+fake kubelet cannot produce on demand (a Job still running when the spec changes, a failed export).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+from typing import Any
+
+from servedmodel_operator.reconciler import Reconciler
+from servedmodel_operator.render_export import export_job_name, exporter_args, render_export_job
+from servedmodel_operator.spec import parse
+
+
+class FakeApi:
+    def __init__(self) -> None:
+        self.applied: list[dict[str, Any]] = []
+        self.status_patches: list[dict[str, Any]] = []
+        self.events: list[tuple[str, str]] = []
+        self.pods: dict[str, list[dict[str, Any]]] = {}
+
+    def apply(self, obj):
+        self.applied.append(obj)
+        live = copy.deepcopy(obj)
+        live.setdefault("status", {})
+        return live
+
+    def patch_status(self, group, version, namespace, name, patch):
+        self.status_patches.append(patch)
+
+    def post_event(self, involved, type_, reason, message, now):
+        self.events.append((reason, message))
+
+    def list_pods(self, namespace, selector):
+        return self.pods.get(selector.split("=", 1)[1], [])
+
+
+class FakeCache:
+    def __init__(self, sm):
+        self.sm = sm
+        self.objects: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def servedmodel(self, key):
+        return self.sm
+
+    def child(self, kind, namespace, name):
+        return self.objects.get((kind, name))
+
+    def pvc_exists(self, namespace, name):
+        return True
+
+    def children(self, kind, namespace, owner):
+        return [o for (k, _), o in self.objects.items() if k == kind]
+
+    def servedmodel_keys(self):
+        return [("ns", "m")]
+
+
+def servedmodel(export):
+    return {"apiVersion": "servedmodel.io/v1alpha1", "kind": "ServedModel",
+            "metadata": {"name": "m", "namespace": "ns", "uid": "u", "generation": 1},
+            "spec": {"storage": {"persistentVolumeClaim": {"claimName": "models"}, "path": "vision/m"},
+                     "versionPolicy": {"specific": {"versions": [3]}}, "versionLabels": {"stable": 3},
+                     "export": export}}
+
+
+def run(reconciler):
+    asyncio.run(reconciler.reconcile(("ns", "m")))
+
+
+def settle(api, cache):
+    """What the watches would deliver: applied objects appear in the cache, status lands on the object."""
+    for obj in api.applied:
+        cache.objects[(obj["kind"], obj["metadata"]["name"])] = copy.deepcopy(obj) | {"status": {}}
+    for patch in api.status_patches:
+        status = cache.sm.setdefault("status", {})
+        for k, v in patch["status"].items():
+            if v is None:
+                status.pop(k, None)
+            else:
+                status[k] = v
+    api.applied.clear()
+    api.status_patches.clear()
+
+
+def finish(cache, job_name, kind="Complete"):
+    cache.objects[("Job", job_name)]["status"] = {"conditions": [{"type": kind, "status": "True",
+                                                                  "reason": "BackoffLimitExceeded"}]}
+
+
+def test_job_mounts_the_volume_read_write_and_publishes_into_the_base_path():
+    spec = parse(servedmodel({"source": {"path": "incoming/m.keras", "sha256": "a" * 64}, "keepVersions": 2,
+                              "warmupRequests": 5}))
+    job = render_export_job(spec)
+    pod = job["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    assert exporter_args(spec) == c["args"] == [
+        "publish", "/volume/incoming/m.keras", "--base-path", "/volume/vision", "--model", "m",
+        "--version", "auto", "--result-file", "/dev/termination-log", "--sha256", "a" * 64,
+        "--warmup", "5", "--keep", "2", "--pin", "3"]
+    assert c["volumeMounts"][0] == {"name": "models", "mountPath": "/volume"}  # read-write
+    assert pod["volumes"][0] == {"name": "models", "persistentVolumeClaim": {"claimName": "models"}}
+    assert pod["restartPolicy"] == "Never" and pod["securityContext"]["runAsNonRoot"] is True
+    assert c["securityContext"]["allowPrivilegeEscalation"] is False
+    assert job["metadata"]["ownerReferences"][0]["kind"] == "ServedModel"
+    assert len(export_job_name(spec)) <= 63
+    long = parse({**servedmodel({"source": {"url": "https://x/m.keras"}}),
+                  "metadata": {"name": "a" * 63, "namespace": "ns", "uid": "u"}})
+    assert len(export_job_name(long)) <= 63
+
+
+def test_export_runs_once_reports_the_version_and_never_reruns():
+    sm = servedmodel({"source": {"path": "incoming/m.keras"}})
+    api, cache = FakeApi(), FakeCache(sm)
+    rec = Reconciler(api=api, cache=cache)
+    run(rec)
+    jobs = [o for o in api.applied if o["kind"] == "Job"]
+    assert len(jobs) == 1
+    name = jobs[0]["metadata"]["name"]
+    settle(api, cache)
+    assert cache.sm["status"]["export"]["phase"] == "Pending"
+
+    finish(cache, name)
+    api.pods[name] = [{"status": {"containerStatuses": [{"state": {"terminated": {
+        "message": json.dumps({"ok": True, "version": 7, "path": "/volume/vision/m/7"})}}}]}}]
+    run(rec)
+    settle(api, cache)
+    record = cache.sm["status"]["export"]
+    assert record["phase"] == "Succeeded" and record["version"] == 7 and record["jobName"] == name
+    exported = {c["type"]: c for c in cache.sm["status"]["conditions"]}["Exported"]
+    assert exported["status"] == "True" and exported["reason"] == "ExportSucceeded"
+    assert ("ExportSucceeded", f"Export Job {name}: published version 7") in api.events
+
+    # Unchanged spec: no new Job, even after the old Job is deleted; and no write at all.
+    del cache.objects[("Job", name)]
+    run(rec)
+    assert api.applied == [] and api.status_patches == []
+
+
+def test_a_changed_export_waits_for_the_running_one():
+    sm = servedmodel({"source": {"path": "a.keras"}})
+    api, cache = FakeApi(), FakeCache(sm)
+    rec = Reconciler(api=api, cache=cache)
+    run(rec)
+    settle(api, cache)
+    first = next(k[1] for k in cache.objects if k[0] == "Job")
+    cache.objects[("Job", first)]["status"] = {"active": 1}
+
+    cache.sm["spec"]["export"] = {"source": {"path": "b.keras"}}
+    cache.sm["metadata"]["generation"] = 2
+    run(rec)
+    assert not [o for o in api.applied if o["kind"] == "Job"]
+    settle(api, cache)
+    record = cache.sm["status"]["export"]
+    assert record["phase"] == "Pending" and first in record["message"]
+
+    finish(cache, first)
+    run(rec)
+    (second,) = [o for o in api.applied if o["kind"] == "Job"]
+    assert second["metadata"]["name"] != first
+
+
+def test_failed_export_is_reported_with_the_exporters_message():
+    sm = servedmodel({"source": {"url": "https://models.example/m.keras"}})
+    api, cache = FakeApi(), FakeCache(sm)
+    rec = Reconciler(api=api, cache=cache)
+    run(rec)
+    settle(api, cache)
+    name = next(k[1] for k in cache.objects if k[0] == "Job")
+    finish(cache, name, kind="Failed")
+    api.pods[name] = [{"status": {"containerStatuses": [{"state": {"terminated": {
+        "message": json.dumps({"ok": False, "error": "sha256 mismatch", "exit_code": 3})}}}]}}]
+    run(rec)
+    settle(api, cache)
+    record = cache.sm["status"]["export"]
+    assert record["phase"] == "Failed" and record["message"] == "sha256 mismatch"
+    exported = {c["type"]: c for c in cache.sm["status"]["conditions"]}["Exported"]
+    assert exported["status"] == "False" and exported["reason"] == "ExportFailed"
+    assert any(r == "ExportFailed" and "sha256 mismatch" in m for r, m in api.events)
+    # Serving is not affected by a failed export.
+    ready = {c["type"]: c for c in cache.sm["status"]["conditions"]}["Degraded"]
+    assert ready["status"] == "False"
