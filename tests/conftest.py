@@ -42,7 +42,7 @@ def kube(cluster: LocalCluster) -> Kube:
 @pytest.fixture(scope="session")
 def crd(kube: Kube) -> None:
     kube.kubectl("apply", "--server-side", "-f", str(CRD))
-    kube.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/servedmodels.servedmodel.io")
+    kube.wait_established("servedmodels.servedmodel.io")
 
 
 class OperatorProcess:

@@ -46,6 +46,18 @@ class Kube:
         text = manifest if isinstance(manifest, str) else yaml.safe_dump(manifest)
         return self.kubectl("apply", "-f", "-", input=text, check=False)
 
+    def wait_established(self, crd_name: str, timeout: float = 60) -> None:
+        """`kubectl wait` fails outright while a new CRD has no conditions yet, so poll the condition."""
+
+        def established() -> bool:
+            crd = self.get("crd", crd_name, "default") or {}
+            return any(
+                c["type"] == "Established" and c["status"] == "True"
+                for c in (crd.get("status") or {}).get("conditions") or []
+            )
+
+        eventually(established, timeout=timeout, what=f"CRD {crd_name} established")
+
     def get(self, kind: str, name: str, namespace: str) -> dict[str, Any] | None:
         proc = self.kubectl(
             "get", kind, name, "-n", namespace, "-o", "json", "--show-managed-fields", check=False

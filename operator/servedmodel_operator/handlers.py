@@ -30,6 +30,9 @@ CHILD_RESOURCES = {
     "Service": ("", "v1", "services"),
     "Deployment": ("apps", "v1", "deployments"),
     "Job": ("batch", "v1", "jobs"),
+    "HorizontalPodAutoscaler": ("autoscaling", "v2", "horizontalpodautoscalers"),
+    "PodDisruptionBudget": ("policy", "v1", "poddisruptionbudgets"),
+    "ServiceMonitor": ("monitoring.coreos.com", "v1", "servicemonitors"),
 }
 
 
@@ -74,12 +77,13 @@ class Runtime:
         self.api = api
         self.cache: IndexCache | None = None
         self.queue: WorkQueue | None = None
+        self.reconciler: Reconciler | None = None
         self._resync: asyncio.Task | None = None
 
     def bind(self, kwargs: dict[str, Any]) -> WorkQueue:
         if self.queue is None:
             self.cache = IndexCache({k: v for k, v in kwargs.items() if k.endswith("_index")})
-            reconciler = Reconciler(api=self.api, cache=self.cache)
+            self.reconciler = reconciler = Reconciler(api=self.api, cache=self.cache)
             self.queue = WorkQueue(
                 reconciler.reconcile,
                 workers=self.settings.workers,
@@ -192,6 +196,25 @@ def job_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Key,
     return {(namespace, name): _plain(body)}
 
 
+@kopf.index("autoscaling", "v2", "horizontalpodautoscalers", labels=MANAGED_BY_SELECTOR)
+def horizontalpodautoscaler_index(
+    namespace: str, name: str, body: kopf.Body, **_: Any
+) -> dict[Key, dict[str, Any]]:
+    return {(namespace, name): _plain(body)}
+
+
+@kopf.index("policy", "v1", "poddisruptionbudgets", labels=MANAGED_BY_SELECTOR)
+def poddisruptionbudget_index(
+    namespace: str, name: str, body: kopf.Body, **_: Any
+) -> dict[Key, dict[str, Any]]:
+    return {(namespace, name): _plain(body)}
+
+
+@kopf.index("monitoring.coreos.com", "v1", "servicemonitors", labels=MANAGED_BY_SELECTOR)
+def servicemonitor_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]]:
+    return {(namespace, name): _plain(body)}
+
+
 @kopf.index("", "v1", "persistentvolumeclaims")
 def pvc_index(namespace: str, name: str, **_: Any) -> dict[Key, bool]:
     return {(namespace, name): True}
@@ -209,6 +232,9 @@ async def servedmodel_changed(namespace: str, name: str, **kwargs: Any) -> None:
 @kopf.on.event("", "v1", "services", labels=MANAGED_BY_SELECTOR)
 @kopf.on.event("apps", "v1", "deployments", labels=MANAGED_BY_SELECTOR)
 @kopf.on.event("batch", "v1", "jobs", labels=MANAGED_BY_SELECTOR)
+@kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels=MANAGED_BY_SELECTOR)
+@kopf.on.event("policy", "v1", "poddisruptionbudgets", labels=MANAGED_BY_SELECTOR)
+@kopf.on.event("monitoring.coreos.com", "v1", "servicemonitors", labels=MANAGED_BY_SELECTOR)
 async def child_changed(body: kopf.Body, **kwargs: Any) -> None:
     owner = _owner(body)
     if owner is not None:
@@ -227,6 +253,27 @@ async def pvc_changed(namespace: str, name: str, **kwargs: Any) -> None:
         claim = ((sm.get("spec") or {}).get("storage") or {}).get("persistentVolumeClaim") or {}
         if claim.get("claimName") == name:
             queue.add(key)
+
+
+SERVICE_MONITOR_CRD = "servicemonitors.monitoring.coreos.com"
+
+
+@kopf.on.event(
+    "apiextensions.k8s.io",
+    "v1",
+    "customresourcedefinitions",
+    when=lambda name, **_: name == SERVICE_MONITOR_CRD,
+)
+async def service_monitor_api_changed(type: str, body: kopf.Body, **kwargs: Any) -> None:
+    """The Prometheus Operator came or went: ServedModels with monitoring get (or lose) their monitors."""
+    runtime = _runtime()
+    queue = runtime.bind(kwargs)
+    assert runtime.reconciler is not None and runtime.cache is not None
+    conditions = (body.get("status") or {}).get("conditions") or []
+    established = any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
+    runtime.reconciler.set_service_monitor_api(established and type != "DELETED")
+    for key in runtime.cache.servedmodel_keys():
+        queue.add(key)
 
 
 @kopf.on.probe(id="pending_reconciles")

@@ -26,6 +26,15 @@ _PATHS = {
     ("v1", "PersistentVolumeClaim"): "/api/v1/namespaces/{ns}/persistentvolumeclaims/{name}",
     ("apps/v1", "Deployment"): "/apis/apps/v1/namespaces/{ns}/deployments/{name}",
     ("batch/v1", "Job"): "/apis/batch/v1/namespaces/{ns}/jobs/{name}",
+    (
+        "autoscaling/v2",
+        "HorizontalPodAutoscaler",
+    ): "/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers/{name}",
+    ("policy/v1", "PodDisruptionBudget"): "/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets/{name}",
+    (
+        "monitoring.coreos.com/v1",
+        "ServiceMonitor",
+    ): "/apis/monitoring.coreos.com/v1/namespaces/{ns}/servicemonitors/{name}",
 }
 
 
@@ -137,6 +146,26 @@ class KubeApi:
             content_type="application/apply-patch+yaml",  # JSON is YAML
             params={"fieldManager": FIELD_MANAGER, "force": "true"},
         )
+
+    def delete(self, obj: dict[str, Any]) -> None:
+        """Delete a child the spec no longer asks for; already gone is fine."""
+        meta = obj["metadata"]
+        path = _PATHS[(obj["apiVersion"], obj["kind"])].format(ns=meta["namespace"], name=meta["name"])
+        try:
+            self.request("DELETE", path, obj["kind"], params={"propagationPolicy": "Background"})
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+
+    def serves(self, group_version: str, plural: str) -> bool:
+        """Whether the API server serves this resource (API discovery; 404 when the group is absent)."""
+        try:
+            resources = self.request("GET", f"/apis/{group_version}", "discovery").get("resources") or []
+        except ApiError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return any(r.get("name") == plural for r in resources)
 
     def list_pods(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
         path = f"/api/v1/namespaces/{namespace}/pods"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -20,7 +21,7 @@ from . import status as st
 from .constants import ANNOTATION_SPEC_HASH, GROUP, VERSION
 from .drift import needs_apply
 from .kube import ApiError, KubeApi
-from .render import endpoints, render
+from .render import OPTIONAL_KINDS, endpoints, render
 from .render_export import (
     export_hash,
     export_job_name,
@@ -35,6 +36,7 @@ from .workqueue import Retry
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str]  # (namespace, name) of a ServedModel
+DISCOVERY_TTL_SECONDS = 300
 
 
 def _export_condition(record: dict[str, Any]) -> st.Condition:
@@ -59,6 +61,7 @@ class Reconciler:
     cache: Cache
     # Ready reasons already announced with an event, so a resync does not repeat them.
     _announced: dict[Key, tuple[int, str]] = field(default_factory=dict)
+    _discovery: tuple[float, bool] | None = None
 
     async def reconcile(self, key: Key) -> None:
         sm = self.cache.servedmodel(key)
@@ -83,7 +86,8 @@ class Reconciler:
 
         deployment = None
         applied_any = False
-        for desired in render(spec):
+        desired_objects = render(spec, service_monitor_api=await self._service_monitor_api())
+        for desired in desired_objects:
             kind, name = desired["kind"], desired["metadata"]["name"]
             live = self.cache.child(kind, spec.namespace, name)
             if needs_apply(desired, live):
@@ -107,14 +111,63 @@ class Reconciler:
             if kind == "Deployment":
                 deployment = live
 
-        conditions = st.rollout_conditions(deployment, spec.replicas)
+        applied_any |= await self._prune(sm, spec, {o["kind"] for o in desired_objects})
+        desired_replicas = spec.replicas
+        if spec.autoscaling is not None:  # the autoscaler decides; report what it asked for
+            desired_replicas = ((deployment or {}).get("spec") or {}).get(
+                "replicas", spec.autoscaling.min_replicas
+            )
+        conditions = st.rollout_conditions(deployment, desired_replicas)
         export_record = (sm.get("status") or {}).get("export")
         if spec.export is not None:
             export_record, export_condition = await self._export(sm, spec, export_record or {})
             conditions.append(export_condition)
-        wrote_status = await self._write_status(key, sm, spec, conditions, deployment, export_record)
+        wrote_status = await self._write_status(
+            key, sm, spec, conditions, deployment, export_record, desired_replicas
+        )
         if not (applied_any or wrote_status):
             log.debug("reconciled %s/%s: up to date", *key)
+
+    def set_service_monitor_api(self, served: bool) -> None:
+        """What the CRD watch saw is fresher than any discovery answer: the API server's discovery lags."""
+        self._discovery = (time.monotonic(), served)
+
+    async def _service_monitor_api(self) -> bool:
+        """Discovery of monitoring.coreos.com/v1, cached: it changes when someone installs Prometheus."""
+        now = time.monotonic()
+        if self._discovery is None or now - self._discovery[0] > DISCOVERY_TTL_SECONDS:
+            try:
+                found = await asyncio.to_thread(
+                    self.api.serves, "monitoring.coreos.com/v1", "servicemonitors"
+                )
+            except (ApiError, requests.RequestException) as exc:
+                log.warning("API discovery of ServiceMonitors failed, assuming absent: %s", exc)
+                found = False
+            self._discovery = (now, found)
+        return self._discovery[1]
+
+    async def _prune(self, sm: dict[str, Any], spec: ServedModelSpec, desired_kinds: set[str]) -> bool:
+        """Delete optional children (HPA, PDB, ServiceMonitor) the spec stopped asking for."""
+        pruned = False
+        for kind in OPTIONAL_KINDS:
+            if kind in desired_kinds:
+                continue
+            for live in self.cache.children(kind, spec.namespace, spec.name):
+                try:
+                    await asyncio.to_thread(self.api.delete, live)
+                except requests.RequestException as exc:
+                    raise Retry(f"deleting {kind}: {exc}") from exc
+                except ApiError as exc:
+                    if not exc.permanent:
+                        raise Retry(f"deleting {kind}: {exc}") from exc
+                    log.warning("cannot delete %s %s: %s", kind, live["metadata"]["name"], exc)
+                    continue
+                message = f"Deleted {kind} {live['metadata']['name']}, which the spec no longer asks for"
+                await asyncio.to_thread(
+                    self.api.post_event, sm, "Normal", "Deleted", message, st.now_rfc3339()
+                )
+                pruned = True
+        return pruned
 
     async def _export(
         self, sm: dict[str, Any], spec: ServedModelSpec, record: dict[str, Any]
@@ -267,6 +320,7 @@ class Reconciler:
         conditions: list[st.Condition],
         deployment: dict[str, Any] | None,
         export: dict[str, Any] | None = None,
+        desired_replicas: int | None = None,
     ) -> bool:
         generation = sm["metadata"].get("generation", 0)
         old = sm.get("status") or {}
@@ -278,7 +332,7 @@ class Reconciler:
             version_policy=spec.version_policy.summary() if spec else None,
             endpoints=endpoints(spec) if spec else None,
             deployment=deployment,
-            desired_replicas=spec.replicas if spec else None,
+            desired_replicas=desired_replicas if spec else None,
             export=export,
         )
         patch = st.status_patch(old, new)

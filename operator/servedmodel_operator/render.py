@@ -31,9 +31,14 @@ from .constants import (
 )
 from .spec import ServedModelSpec
 
+BATCHING_FILE = "batching.config"
+MONITORING_FILE = "monitoring.config"
 # ConfigMap keys TF Serving re-reads while running; every other key is read once at start-up, so a change
 # to one of those must roll the pods (the restart checksum covers exactly them).
 HOT_RELOADED_KEYS = frozenset({MODEL_CONFIG_FILE})
+GPU_RESOURCE = "nvidia.com/gpu"
+# Children that exist only for some specs; the reconciler deletes them when the spec stops asking.
+OPTIONAL_KINDS = ("HorizontalPodAutoscaler", "PodDisruptionBudget", "ServiceMonitor")
 
 
 def names(spec: ServedModelSpec) -> dict[str, str]:
@@ -94,6 +99,32 @@ def render_model_config(spec: ServedModelSpec) -> str:
     return "\n".join(lines)
 
 
+def render_batching_config(spec: ServedModelSpec) -> str:
+    """BatchingParameters in protobuf text format (reference 4.4): wrapper types, so `{ value: N }`."""
+    b = spec.batching
+    assert b is not None
+    lines = [
+        f"max_batch_size {{ value: {b.max_batch_size} }}",
+        f"batch_timeout_micros {{ value: {b.batch_timeout_micros} }}",
+        f"max_enqueued_batches {{ value: {b.max_enqueued_batches} }}",
+        f"num_batch_threads {{ value: {b.num_batch_threads} }}",
+    ]
+    lines += [f"allowed_batch_sizes: {size}" for size in b.allowed_batch_sizes]
+    if b.pad_variable_length_inputs:
+        lines.append("pad_variable_length_inputs: true")
+    return "\n".join(lines) + "\n"
+
+
+def render_monitoring_config(spec: ServedModelSpec) -> str:
+    """MonitoringConfig in protobuf text format (reference 4.3, 7)."""
+    assert spec.monitoring is not None
+    return f"prometheus_config {{\n  enable: true\n  path: {_quote(spec.monitoring.path)}\n}}\n"
+
+
+def prometheus_enabled(spec: ServedModelSpec) -> bool:
+    return spec.monitoring is not None and spec.monitoring.prometheus
+
+
 def _hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
 
@@ -122,9 +153,18 @@ def render_configmap(spec: ServedModelSpec) -> dict[str, Any]:
             "apiVersion": "v1",
             "kind": "ConfigMap",
             "metadata": _metadata(spec, names(spec)["configmap"]),
-            "data": {MODEL_CONFIG_FILE: render_model_config(spec)},
+            "data": _config_files(spec),
         }
     )
+
+
+def _config_files(spec: ServedModelSpec) -> dict[str, str]:
+    files = {MODEL_CONFIG_FILE: render_model_config(spec)}
+    if spec.batching is not None:
+        files[BATCHING_FILE] = render_batching_config(spec)
+    if prometheus_enabled(spec):
+        files[MONITORING_FILE] = render_monitoring_config(spec)
+    return files
 
 
 def restart_checksum(configmap: dict[str, Any]) -> str:
@@ -144,7 +184,27 @@ def server_args(spec: ServedModelSpec) -> list[str]:
     if spec.version_labels:
         # Labels in the first config would otherwise fail start-up while their versions load (ref. 4.2).
         args.append("--allow_version_labels_for_unavailable_models")
+    if spec.batching is not None:
+        # The file alone is an error without the flag (reference 3).
+        args += ["--enable_batching", f"--batching_parameters_file={CONFIG_MOUNT}/{BATCHING_FILE}"]
+    if prometheus_enabled(spec):
+        args.append(f"--monitoring_config_file={CONFIG_MOUNT}/{MONITORING_FILE}")
     return args + list(spec.extra_args)
+
+
+def image(spec: ServedModelSpec) -> str:
+    """The pinned default, or its -gpu variant for GPU pods; a user's choice always wins."""
+    if spec.image_set or not spec.gpus:
+        return spec.image
+    return f"{spec.image}-gpu"
+
+
+def tolerations(spec: ServedModelSpec) -> list[dict[str, Any]]:
+    """The user's, plus one for GPU nodes' usual nvidia.com/gpu taint when GPUs are asked for."""
+    result = [dict(t) for t in spec.tolerations]
+    if spec.gpus and not any(t.get("key") == GPU_RESOURCE for t in result):
+        result.append({"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"})
+    return result
 
 
 def _probes(spec: ServedModelSpec) -> dict[str, Any]:
@@ -180,7 +240,7 @@ def render_deployment(spec: ServedModelSpec, configmap: dict[str, Any]) -> dict[
     pod_annotations = {**spec.pod_annotations, ANNOTATION_RESTART_CHECKSUM: restart_checksum(configmap)}
     container: dict[str, Any] = {
         "name": "tensorflow-serving",
-        "image": spec.image,
+        "image": image(spec),
         "imagePullPolicy": spec.image_pull_policy,
         # The image's entrypoint is a bash script that does not exec; run the server directly.
         "command": [TF_SERVING_BINARY],
@@ -230,8 +290,8 @@ def render_deployment(spec: ServedModelSpec, configmap: dict[str, Any]) -> dict[
         pod_spec["serviceAccountName"] = spec.service_account_name
     if spec.node_selector:
         pod_spec["nodeSelector"] = dict(spec.node_selector)
-    if spec.tolerations:
-        pod_spec["tolerations"] = [dict(t) for t in spec.tolerations]
+    if tolerations(spec):
+        pod_spec["tolerations"] = tolerations(spec)
     if spec.affinity:
         pod_spec["affinity"] = dict(spec.affinity)
 
@@ -241,7 +301,7 @@ def render_deployment(spec: ServedModelSpec, configmap: dict[str, Any]) -> dict[
             "kind": "Deployment",
             "metadata": _metadata(spec, names(spec)["deployment"]),
             "spec": {
-                "replicas": spec.replicas,
+                **({} if spec.autoscaling else {"replicas": spec.replicas}),  # the HPA owns it otherwise
                 "selector": {"matchLabels": selector_labels(spec)},
                 # Keep serving while new pods load their models: never drop below the desired count.
                 "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
@@ -262,7 +322,7 @@ def render_service(spec: ServedModelSpec) -> dict[str, Any]:
         {
             "apiVersion": "v1",
             "kind": "Service",
-            "metadata": _metadata(spec, names(spec)["service"], spec.service_annotations),
+            "metadata": _metadata(spec, names(spec)["service"], _service_annotations(spec)),
             "spec": {
                 "type": spec.service_type,
                 "selector": selector_labels(spec),
@@ -287,10 +347,100 @@ def render_service(spec: ServedModelSpec) -> dict[str, Any]:
     )
 
 
-def render(spec: ServedModelSpec) -> list[dict[str, Any]]:
-    """All children, in the order they should be applied (the Deployment mounts the ConfigMap)."""
+def _service_annotations(spec: ServedModelSpec) -> dict[str, str]:
+    annotations = dict(spec.service_annotations)
+    if prometheus_enabled(spec):
+        assert spec.monitoring is not None
+        annotations.update(
+            {
+                "prometheus.io/scrape": "true",
+                "prometheus.io/port": str(spec.rest_port),
+                "prometheus.io/path": spec.monitoring.path,
+            }
+        )
+    return annotations
+
+
+def render_hpa(spec: ServedModelSpec) -> dict[str, Any]:
+    scaling = spec.autoscaling
+    assert scaling is not None
+    metrics = [
+        {
+            "type": "Resource",
+            "resource": {
+                "name": "cpu",
+                "target": {"type": "Utilization", "averageUtilization": scaling.target_cpu},
+            },
+        },
+        *[dict(m) for m in scaling.metrics],
+    ]
+    return _stamp(
+        {
+            "apiVersion": "autoscaling/v2",
+            "kind": "HorizontalPodAutoscaler",
+            "metadata": _metadata(spec, names(spec)["deployment"]),
+            "spec": {
+                "scaleTargetRef": {
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "name": names(spec)["deployment"],
+                },
+                "minReplicas": scaling.min_replicas,
+                "maxReplicas": scaling.max_replicas,
+                "metrics": metrics,
+            },
+        }
+    )
+
+
+def render_pdb(spec: ServedModelSpec) -> dict[str, Any]:
+    """Voluntary evictions (node drains) take one model server at a time, so serving never stops."""
+    return _stamp(
+        {
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": _metadata(spec, names(spec)["deployment"]),
+            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector_labels(spec)}},
+        }
+    )
+
+
+def render_service_monitor(spec: ServedModelSpec) -> dict[str, Any]:
+    assert spec.monitoring is not None
+    return _stamp(
+        {
+            "apiVersion": "monitoring.coreos.com/v1",
+            "kind": "ServiceMonitor",
+            "metadata": _metadata(spec, names(spec)["service"]),
+            "spec": {
+                "selector": {"matchLabels": selector_labels(spec)},
+                "endpoints": [
+                    {"port": "rest", "path": spec.monitoring.path, "interval": spec.monitoring.interval}
+                ],
+            },
+        }
+    )
+
+
+def render(spec: ServedModelSpec, service_monitor_api: bool = False) -> list[dict[str, Any]]:
+    """All children, in the order they should be applied (the Deployment mounts the ConfigMap).
+
+    `service_monitor_api`: whether the cluster serves monitoring.coreos.com/v1 ServiceMonitors.
+    """
     configmap = render_configmap(spec)
-    return [configmap, render_service(spec), render_deployment(spec, configmap)]
+    objects = [configmap, render_service(spec), render_deployment(spec, configmap)]
+    if spec.autoscaling is not None:
+        objects.append(render_hpa(spec))
+    if spec.min_replicas > 1:
+        objects.append(render_pdb(spec))
+    if (
+        service_monitor_api
+        and prometheus_enabled(spec)
+        and spec.monitoring
+        and spec.monitoring.service_monitor
+    ):
+        objects.append(render_service_monitor(spec))
+    return objects
 
 
 def endpoints(spec: ServedModelSpec) -> dict[str, str]:

@@ -48,6 +48,32 @@ class VersionPolicy:
 
 
 @dataclass(frozen=True)
+class Autoscaling:
+    min_replicas: int
+    max_replicas: int
+    target_cpu: int
+    metrics: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class Batching:
+    max_batch_size: int
+    batch_timeout_micros: int
+    num_batch_threads: int
+    max_enqueued_batches: int
+    allowed_batch_sizes: tuple[int, ...] = ()
+    pad_variable_length_inputs: bool = False
+
+
+@dataclass(frozen=True)
+class Monitoring:
+    prometheus: bool
+    path: str
+    service_monitor: bool
+    interval: str
+
+
+@dataclass(frozen=True)
 class ExportSpec:
     source_path: str  # relative to the volume root; "" when url is set
     source_url: str
@@ -94,6 +120,24 @@ class ServedModelSpec:
     service_type: str = "ClusterIP"
     service_annotations: dict[str, str] = field(default_factory=dict)
     export: ExportSpec | None = None
+    autoscaling: Autoscaling | None = None
+    batching: Batching | None = None
+    monitoring: Monitoring | None = None
+    image_set: bool = False  # the user chose the image: never swap in the GPU variant
+
+    @property
+    def gpus(self) -> bool:
+        """The container asks for NVIDIA GPUs (limits or requests)."""
+        for part in ("limits", "requests"):
+            value = (self.resources.get(part) or {}).get("nvidia.com/gpu")
+            if value not in (None, 0, "0"):
+                return True
+        return False
+
+    @property
+    def min_replicas(self) -> int:
+        """Replicas the model server keeps at the least: what a disruption budget can protect."""
+        return self.autoscaling.min_replicas if self.autoscaling else self.replicas
 
     @property
     def base_path(self) -> str:
@@ -135,6 +179,58 @@ def _relative_path(path: str) -> str:
     return posixpath.normpath(path) if path else ""
 
 
+def _autoscaling(raw: dict[str, Any] | None) -> Autoscaling | None:
+    if not raw:
+        return None
+    lo = _int(raw.get("minReplicas", 1), "autoscaling.minReplicas", 1, 1000)
+    hi = _int(raw.get("maxReplicas", lo), "autoscaling.maxReplicas", 1, 1000)
+    if hi < lo:
+        raise InvalidSpec("autoscaling.maxReplicas must be at least autoscaling.minReplicas")
+    target = _int(
+        raw.get("targetCPUUtilizationPercentage", 80), "autoscaling.targetCPUUtilizationPercentage", 1, 100
+    )
+    return Autoscaling(lo, hi, target, tuple(raw.get("metrics") or ()))
+
+
+def _batching(raw: dict[str, Any] | None) -> Batching | None:
+    if raw is None:
+        return None
+    max_batch = _int(raw.get("maxBatchSize", 32), "batching.maxBatchSize", 1, 100000)
+    allowed = tuple(
+        _int(v, "batching.allowedBatchSizes[]", 1, 100000) for v in raw.get("allowedBatchSizes") or ()
+    )
+    if allowed and (list(allowed) != sorted(set(allowed)) or allowed[-1] != max_batch):
+        raise InvalidSpec("batching.allowedBatchSizes must increase and end with batching.maxBatchSize")
+    return Batching(
+        max_batch_size=max_batch,
+        batch_timeout_micros=_int(
+            raw.get("batchTimeoutMicros", 1000), "batching.batchTimeoutMicros", 0, 10**7
+        ),
+        num_batch_threads=_int(raw.get("numBatchThreads", 4), "batching.numBatchThreads", 1, 1024),
+        max_enqueued_batches=_int(
+            raw.get("maxEnqueuedBatches", 100), "batching.maxEnqueuedBatches", 1, 10**6
+        ),
+        allowed_batch_sizes=allowed,
+        pad_variable_length_inputs=bool(raw.get("padVariableLengthInputs", False)),
+    )
+
+
+def _monitoring(raw: dict[str, Any] | None) -> Monitoring | None:
+    if raw is None:
+        return None
+    prom = raw.get("prometheus") or {}
+    monitor = raw.get("serviceMonitor") or {}
+    path = prom.get("path") or "/monitoring/prometheus/metrics"
+    if not re.fullmatch(r"/[A-Za-z0-9/_.-]*", path):
+        raise InvalidSpec(f"monitoring.prometheus.path {path!r} must be an absolute URL path")
+    return Monitoring(
+        prometheus=bool(prom.get("enabled", True)),
+        path=path,
+        service_monitor=bool(monitor.get("enabled", True)),
+        interval=monitor.get("interval") or "30s",
+    )
+
+
 def _export(raw: dict[str, Any] | None) -> ExportSpec | None:
     if not raw:
         return None
@@ -171,8 +267,10 @@ def parse(body: dict[str, Any]) -> ServedModelSpec:
     meta = body.get("metadata") or {}
     spec = body.get("spec") or {}
     if not DNS_LABEL_RE.match(meta.get("name", "")):
-        raise InvalidSpec("the ServedModel's name names its Service, so it must be a DNS label "
-                          "(at most 63 lowercase letters, digits and '-', starting with a letter)")
+        raise InvalidSpec(
+            "the ServedModel's name names its Service, so it must be a DNS label "
+            "(at most 63 lowercase letters, digits and '-', starting with a letter)"
+        )
     model_name = spec.get("modelName") or meta.get("name", "")
     if not MODEL_NAME_RE.match(model_name) or len(model_name) > 128:
         raise InvalidSpec(f"modelName {model_name!r} must be letters, digits, '.', '_' or '-' (at most 128)")
@@ -252,4 +350,8 @@ def parse(body: dict[str, Any]) -> ServedModelSpec:
         service_type=service.get("type") or "ClusterIP",
         service_annotations=dict(service.get("annotations") or {}),
         export=_export(spec.get("export")),
+        autoscaling=_autoscaling(spec.get("autoscaling")),
+        batching=_batching(spec.get("batching")),
+        monitoring=_monitoring(spec.get("monitoring")),
+        image_set=bool(spec.get("image")),
     )

@@ -12,6 +12,13 @@ if [ -f "$venv/.complete" ]; then
   echo "$venv"
   exit 0
 fi
+mkdir -p "$cache_root"
+exec 9>"$cache_root/.venv-$key.lock"
+flock 9  # two makes at once: one builds, the other waits and reuses
+if [ -f "$venv/.complete" ]; then
+  echo "$venv"
+  exit 0
+fi
 echo "[venv] creating $venv (TensorFlow is large: the first time takes a few minutes)" >&2
 rm -rf "$venv"
 mkdir -p "$cache_root"

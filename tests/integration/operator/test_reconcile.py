@@ -165,10 +165,9 @@ def test_drift_is_corrected_and_foreign_fields_kept(kube, operator, namespace):
         uid = kube.get(kind, name, namespace)["metadata"]["uid"]
         kube.kubectl("-n", namespace, "delete", kind, name, "--wait=false")
         eventually(
-            lambda kind=kind, name=name, uid=uid: (kube.get(kind, name, namespace) or {})
-            .get("metadata", {})
-            .get("uid")
-            not in (None, uid),
+            lambda kind=kind, name=name, uid=uid: (
+                (kube.get(kind, name, namespace) or {}).get("metadata", {}).get("uid") not in (None, uid)
+            ),
             what=f"{kind} recreated",
         )
     reasons = [e["reason"] for e in kube.events(namespace, "d")]

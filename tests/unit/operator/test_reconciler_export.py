@@ -35,6 +35,12 @@ class FakeApi:
     def post_event(self, involved, type_, reason, message, now):
         self.events.append((reason, message))
 
+    def serves(self, group_version, plural):
+        return False
+
+    def delete(self, obj):
+        raise AssertionError(f"nothing should be deleted here: {obj['kind']}")
+
     def list_pods(self, namespace, selector):
         return self.pods.get(selector.split("=", 1)[1], [])
 
@@ -61,11 +67,17 @@ class FakeCache:
 
 
 def servedmodel(export):
-    return {"apiVersion": "servedmodel.io/v1alpha1", "kind": "ServedModel",
-            "metadata": {"name": "m", "namespace": "ns", "uid": "u", "generation": 1},
-            "spec": {"storage": {"persistentVolumeClaim": {"claimName": "models"}, "path": "vision/m"},
-                     "versionPolicy": {"specific": {"versions": [3]}}, "versionLabels": {"stable": 3},
-                     "export": export}}
+    return {
+        "apiVersion": "servedmodel.io/v1alpha1",
+        "kind": "ServedModel",
+        "metadata": {"name": "m", "namespace": "ns", "uid": "u", "generation": 1},
+        "spec": {
+            "storage": {"persistentVolumeClaim": {"claimName": "models"}, "path": "vision/m"},
+            "versionPolicy": {"specific": {"versions": [3]}},
+            "versionLabels": {"stable": 3},
+            "export": export,
+        },
+    }
 
 
 def run(reconciler):
@@ -88,28 +100,60 @@ def settle(api, cache):
 
 
 def finish(cache, job_name, kind="Complete"):
-    cache.objects[("Job", job_name)]["status"] = {"conditions": [{"type": kind, "status": "True",
-                                                                  "reason": "BackoffLimitExceeded"}]}
+    cache.objects[("Job", job_name)]["status"] = {
+        "conditions": [{"type": kind, "status": "True", "reason": "BackoffLimitExceeded"}]
+    }
 
 
 def test_job_mounts_the_volume_read_write_and_publishes_into_the_base_path():
-    spec = parse(servedmodel({"source": {"path": "incoming/m.keras", "sha256": "a" * 64}, "keepVersions": 2,
-                              "warmupRequests": 5}))
+    spec = parse(
+        servedmodel(
+            {
+                "source": {"path": "incoming/m.keras", "sha256": "a" * 64},
+                "keepVersions": 2,
+                "warmupRequests": 5,
+            }
+        )
+    )
     job = render_export_job(spec)
     pod = job["spec"]["template"]["spec"]
     (c,) = pod["containers"]
-    assert exporter_args(spec) == c["args"] == [
-        "publish", "/volume/incoming/m.keras", "--base-path", "/volume/vision", "--model", "m",
-        "--version", "auto", "--result-file", "/dev/termination-log", "--sha256", "a" * 64,
-        "--warmup", "5", "--keep", "2", "--pin", "3"]
+    assert (
+        exporter_args(spec)
+        == c["args"]
+        == [
+            "publish",
+            "/volume/incoming/m.keras",
+            "--base-path",
+            "/volume/vision",
+            "--model",
+            "m",
+            "--version",
+            "auto",
+            "--result-file",
+            "/dev/termination-log",
+            "--sha256",
+            "a" * 64,
+            "--warmup",
+            "5",
+            "--keep",
+            "2",
+            "--pin",
+            "3",
+        ]
+    )
     assert c["volumeMounts"][0] == {"name": "models", "mountPath": "/volume"}  # read-write
     assert pod["volumes"][0] == {"name": "models", "persistentVolumeClaim": {"claimName": "models"}}
     assert pod["restartPolicy"] == "Never" and pod["securityContext"]["runAsNonRoot"] is True
     assert c["securityContext"]["allowPrivilegeEscalation"] is False
     assert job["metadata"]["ownerReferences"][0]["kind"] == "ServedModel"
     assert len(export_job_name(spec)) <= 63
-    long = parse({**servedmodel({"source": {"url": "https://x/m.keras"}}),
-                  "metadata": {"name": "a" * 63, "namespace": "ns", "uid": "u"}})
+    long = parse(
+        {
+            **servedmodel({"source": {"url": "https://x/m.keras"}}),
+            "metadata": {"name": "a" * 63, "namespace": "ns", "uid": "u"},
+        }
+    )
     assert len(export_job_name(long)) <= 63
 
 
@@ -125,8 +169,23 @@ def test_export_runs_once_reports_the_version_and_never_reruns():
     assert cache.sm["status"]["export"]["phase"] == "Pending"
 
     finish(cache, name)
-    api.pods[name] = [{"status": {"containerStatuses": [{"state": {"terminated": {
-        "message": json.dumps({"ok": True, "version": 7, "path": "/volume/vision/m/7"})}}}]}}]
+    api.pods[name] = [
+        {
+            "status": {
+                "containerStatuses": [
+                    {
+                        "state": {
+                            "terminated": {
+                                "message": json.dumps(
+                                    {"ok": True, "version": 7, "path": "/volume/vision/m/7"}
+                                )
+                            }
+                        }
+                    }
+                ]
+            }
+        }
+    ]
     run(rec)
     settle(api, cache)
     record = cache.sm["status"]["export"]
@@ -172,8 +231,23 @@ def test_failed_export_is_reported_with_the_exporters_message():
     settle(api, cache)
     name = next(k[1] for k in cache.objects if k[0] == "Job")
     finish(cache, name, kind="Failed")
-    api.pods[name] = [{"status": {"containerStatuses": [{"state": {"terminated": {
-        "message": json.dumps({"ok": False, "error": "sha256 mismatch", "exit_code": 3})}}}]}}]
+    api.pods[name] = [
+        {
+            "status": {
+                "containerStatuses": [
+                    {
+                        "state": {
+                            "terminated": {
+                                "message": json.dumps(
+                                    {"ok": False, "error": "sha256 mismatch", "exit_code": 3}
+                                )
+                            }
+                        }
+                    }
+                ]
+            }
+        }
+    ]
     run(rec)
     settle(api, cache)
     record = cache.sm["status"]["export"]

@@ -1,0 +1,108 @@
+"""Fixtures for the TF Serving double's tests: temp model folders and in-process doubles on 127.0.0.1.
+
+The plain helpers are importable as ``tfsd_helpers`` (registered below): several folders have a
+``conftest.py``, so ``from conftest import ...`` could pick another folder's module.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = Path(__file__).resolve().parents[3]
+DOUBLE_DIR = ROOT / "tools" / "tfserving_double"
+if str(DOUBLE_DIR) not in sys.path:  # also works without PYTHONPATH (e.g. `make test-unit`)
+    sys.path.insert(0, str(DOUBLE_DIR))
+
+from tfserving_double import TFServingDouble  # noqa: E402
+
+sys.modules.setdefault("tfsd_helpers", sys.modules[__name__])
+
+FAST_POLL = 0.2  # seconds between file-system polls in tests (the real default is 1 s)
+
+
+def add_version(base: Path, version: int | str, loadable: bool = True) -> Path:
+    """Create ``<base>/<version>/`` with a placeholder ``saved_model.pb`` (or without, to make it fail)."""
+    d = base / str(version)
+    d.mkdir(parents=True, exist_ok=True)
+    if loadable:
+        (d / "saved_model.pb").write_bytes(b"not a real SavedModel")
+    return d
+
+
+def model_config(*models: dict) -> str:
+    """Text ModelServerConfig for dicts with name/base_path and optional policy/labels text."""
+    parts = []
+    for m in models:
+        extra = m.get("extra", "")
+        parts.append(f'  config {{\n    name: "{m["name"]}"\n    base_path: "{m["base_path"]}"\n'
+                     f'    model_platform: "tensorflow"\n{extra}  }}\n')
+    return "model_config_list {\n" + "".join(parts) + "}\n"
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, interval: float = 0.05) -> bool:
+    """Poll ``predicate`` until true or ``timeout`` seconds passed (every wait in these tests is bounded)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
+@pytest.fixture
+def base(tmp_path: Path) -> Path:
+    """An empty model base path ``<tmp>/models/m``."""
+    p = tmp_path / "models" / "m"
+    p.mkdir(parents=True)
+    return p
+
+
+@pytest.fixture
+def make_double() -> Iterator[Callable[..., TFServingDouble]]:
+    """Factory for doubles (fast polling, no load retries by default); all are stopped at teardown."""
+    created: list[TFServingDouble] = []
+
+    def factory(**kwargs: object) -> TFServingDouble:
+        kwargs.setdefault("file_system_poll_wait_seconds", FAST_POLL)
+        kwargs.setdefault("max_num_load_retries", 0)
+        d = TFServingDouble(**kwargs)  # type: ignore[arg-type]
+        created.append(d)
+        return d
+
+    yield factory
+    for d in created:
+        d.stop()
+
+
+@pytest.fixture
+def served(make_double: Callable[..., TFServingDouble], base: Path) -> TFServingDouble:
+    """A started double serving model ``m`` with version 1 from ``base``."""
+    add_version(base, 1)
+    return make_double(model_name="m", model_base_path=str(base)).start(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TFServingDouble]:
+    """Like ``served`` but one per test module, for tests that only read (saves a start/stop per test)."""
+    base = tmp_path_factory.mktemp("shared") / "m"
+    add_version(base, 1)
+    d = TFServingDouble(model_name="m", model_base_path=str(base), file_system_poll_wait_seconds=FAST_POLL,
+                        max_num_load_retries=0)
+    try:
+        yield d.start(timeout=30)
+    finally:
+        d.stop()
