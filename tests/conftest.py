@@ -116,7 +116,13 @@ def operator(
 ) -> Iterator[OperatorProcess]:
     log_path = tmp_path_factory.mktemp("operator") / "operator.log"
     # A short resync so the tests can watch the level-based safety net do (nothing) in seconds.
-    op = OperatorProcess(cluster, log_path, {"SERVEDMODEL_RESYNC_SECONDS": "4"})
+    # No kubelet runs TF Serving here: model servers are TF Serving test doubles on loopback, reached on the
+    # REST port a ServedModel names (the tests give each double its own free port).
+    op = OperatorProcess(
+        cluster,
+        log_path,
+        {"SERVEDMODEL_RESYNC_SECONDS": "4", "SERVEDMODEL_MODEL_SERVER_URL": "http://127.0.0.1:{port}"},
+    )
     try:
         op.wait_live()
         yield op

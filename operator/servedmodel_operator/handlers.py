@@ -19,6 +19,7 @@ import kopf
 
 from .constants import GROUP, MANAGED_BY_SELECTOR, PLURAL, VERSION
 from .kube import KubeApi, load_credentials
+from .modelserver import ModelServerPoller
 from .reconciler import Key, Reconciler
 from .settings import Settings
 from .workqueue import WorkQueue
@@ -83,13 +84,18 @@ class Runtime:
     def bind(self, kwargs: dict[str, Any]) -> WorkQueue:
         if self.queue is None:
             self.cache = IndexCache({k: v for k, v in kwargs.items() if k.endswith("_index")})
-            self.reconciler = reconciler = Reconciler(api=self.api, cache=self.cache)
+            self.reconciler = reconciler = Reconciler(
+                api=self.api,
+                cache=self.cache,
+                poller=ModelServerPoller(url_template=self.settings.model_server_url),
+            )
             self.queue = WorkQueue(
                 reconciler.reconcile,
                 workers=self.settings.workers,
                 retry_min=self.settings.retry_min_seconds,
                 retry_max=self.settings.retry_max_seconds,
             )
+            reconciler.schedule = self.queue.add_after
             self.queue.start()
             self._resync = asyncio.create_task(self._resync_loop(), name="resync")
         return self.queue

@@ -50,6 +50,12 @@ class ApiError(Exception):
         """The request itself is wrong (retrying the same object cannot help); 409/429/5xx are transient."""
         return 400 <= self.status < 500 and self.status not in (408, 409, 429)
 
+    @property
+    def forbidden(self) -> bool:
+        """Missing rights: worth reporting, and worth retrying, since an administrator fixes RBAC without
+        touching the ServedModel (and a new binding takes a moment to reach the authorizer)."""
+        return self.status in (401, 403)
+
 
 @dataclass
 class Credentials:

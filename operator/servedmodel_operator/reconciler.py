@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -21,6 +21,7 @@ from . import status as st
 from .constants import ANNOTATION_SPEC_HASH, GROUP, VERSION
 from .drift import needs_apply
 from .kube import ApiError, KubeApi
+from .modelserver import ModelServerPoller, VersionState, serving_verdict
 from .render import OPTIONAL_KINDS, endpoints, render
 from .render_export import (
     export_hash,
@@ -62,11 +63,15 @@ class Reconciler:
     # Ready reasons already announced with an event, so a resync does not repeat them.
     _announced: dict[Key, tuple[int, str]] = field(default_factory=dict)
     _discovery: tuple[float, bool] | None = None
+    poller: ModelServerPoller | None = None
+    schedule: Callable[[Key, float], None] | None = None  # reconcile this key again after a delay
 
     async def reconcile(self, key: Key) -> None:
         sm = self.cache.servedmodel(key)
         if sm is None or sm["metadata"].get("deletionTimestamp"):
             self._announced.pop(key, None)
+            if self.poller is not None:
+                self.poller.forget(key)
             return  # gone or going: owner references let the garbage collector remove the children
         try:
             spec = parse(sm)
@@ -103,6 +108,8 @@ class Reconciler:
                         "ApplyFailed",
                         f"The API server rejected {kind} {name!r}: {exc.message}",
                     )
+                    if exc.forbidden:
+                        raise Retry(f"applying {kind} {name}: {exc}") from exc
                     return
                 except requests.RequestException as exc:
                     raise Retry(f"applying {kind} {name}: {exc}") from exc
@@ -118,15 +125,52 @@ class Reconciler:
                 "replicas", spec.autoscaling.min_replicas
             )
         conditions = st.rollout_conditions(deployment, desired_replicas)
+        versions = await self._model_server(key, sm, spec, deployment, conditions)
+        if versions is not None:
+            failed = [
+                f"version {v.version} failed to load: {v.error_code}: {v.error_message}"
+                for v in versions
+                if v.failed
+            ]
+            conditions = st.with_model_server(conditions, serving_verdict(spec, versions), failed)
         export_record = (sm.get("status") or {}).get("export")
         if spec.export is not None:
             export_record, export_condition = await self._export(sm, spec, export_record or {})
             conditions.append(export_condition)
         wrote_status = await self._write_status(
-            key, sm, spec, conditions, deployment, export_record, desired_replicas
+            key,
+            sm,
+            spec,
+            conditions,
+            deployment,
+            export_record,
+            desired_replicas,
+            [v.to_status() for v in versions] if versions is not None else None,
         )
         if not (applied_any or wrote_status):
             log.debug("reconciled %s/%s: up to date", *key)
+
+    async def _model_server(
+        self,
+        key: Key,
+        sm: dict[str, Any],
+        spec: ServedModelSpec,
+        deployment: dict[str, Any] | None,
+        conditions: list[st.Condition],
+    ) -> list[VersionState] | None:
+        """Ask TF Serving which versions it serves, when a pod is ready to answer; None if unknown."""
+        ready_pods = ((deployment or {}).get("status") or {}).get("readyReplicas") or 0
+        if self.poller is None or not ready_pods:
+            return None
+        busy = any(c.type == st.PROGRESSING and c.status for c in conditions)
+        fingerprint = str(sm["metadata"].get("generation", 0))
+        delay = await self.poller.poll(key, spec, fingerprint, busy)
+        if self.schedule is not None:
+            self.schedule(key, delay)
+        versions, error = self.poller.observed(key)
+        if error:
+            log.debug("%s/%s: %s", key[0], key[1], error)
+        return versions
 
     def set_service_monitor_api(self, served: bool) -> None:
         """What the CRD watch saw is fresher than any discovery answer: the API server's discovery lags."""
@@ -321,6 +365,7 @@ class Reconciler:
         deployment: dict[str, Any] | None,
         export: dict[str, Any] | None = None,
         desired_replicas: int | None = None,
+        versions: list[dict[str, Any]] | None = None,
     ) -> bool:
         generation = sm["metadata"].get("generation", 0)
         old = sm.get("status") or {}
@@ -334,6 +379,7 @@ class Reconciler:
             deployment=deployment,
             desired_replicas=desired_replicas if spec else None,
             export=export,
+            versions=versions,
         )
         patch = st.status_patch(old, new)
         if patch is not None:

@@ -24,6 +24,8 @@ class Settings:
     retry_max_seconds: float = 300.0
     request_timeout_seconds: int = 30
     watch_server_timeout_seconds: int = 300  # the API server ends each watch; kopf then resumes it
+    # Where the model servers' REST APIs are reached; {service}, {namespace} and {port} are filled in.
+    model_server_url: str = "http://{service}.{namespace}.svc:{port}"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -36,4 +38,5 @@ class Settings:
             watch_server_timeout_seconds=_env_int(
                 "SERVEDMODEL_WATCH_TIMEOUT_SECONDS", cls.watch_server_timeout_seconds
             ),
+            model_server_url=os.environ.get("SERVEDMODEL_MODEL_SERVER_URL") or cls.model_server_url,
         )

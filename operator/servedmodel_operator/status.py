@@ -106,6 +106,24 @@ def rollout_conditions(deployment: dict[str, Any] | None, desired_replicas: int)
     return [ready_cond, prog, Condition(DEGRADED, False, "AsExpected", "")]
 
 
+def with_model_server(
+    conditions: list[Condition], verdict: tuple[bool, str, str] | None, failed: list[str]
+) -> list[Condition]:
+    """Refine the rollout's conditions with what TF Serving reports about its versions.
+
+    Ready needs both: pods whose readiness probe passes and the versions the policy asks for AVAILABLE.
+    A version that failed to load makes the ServedModel Degraded, with TF Serving's own error message.
+    """
+    by_type = {c.type: c for c in conditions}
+    ready = by_type[READY]
+    if verdict is not None and ready.status:
+        ok, reason, message = verdict
+        by_type[READY] = Condition(READY, ok, reason, message)
+    if failed and not by_type[DEGRADED].status:
+        by_type[DEGRADED] = Condition(DEGRADED, True, "VersionLoadFailed", "; ".join(failed))
+    return [by_type[c.type] for c in conditions]
+
+
 def blocked_conditions(reason: str, message: str) -> list[Condition]:
     """The spec cannot be served (invalid, storage missing, rejected by the API server)."""
     return [
@@ -126,6 +144,7 @@ def build_status(
     deployment: dict[str, Any] | None = None,
     desired_replicas: int | None = None,
     export: dict[str, Any] | None = None,
+    versions: list[dict[str, Any]] | None = None,
     now: str | None = None,
 ) -> dict[str, Any]:
     status: dict[str, Any] = {
@@ -142,6 +161,8 @@ def build_status(
         status["endpoints"] = endpoints
     if export:
         status["export"] = export
+    if versions is not None:
+        status["versions"] = versions
     if desired_replicas is not None:
         st = (deployment or {}).get("status") or {}
         status["replicas"] = desired_replicas

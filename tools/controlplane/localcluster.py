@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import ipaddress
-import os
 import secrets
 import signal
 import socket
@@ -30,11 +29,15 @@ SERVICE_CIDR = "10.96.0.0/24"
 NODE_NAME = "kwok-node-0"
 # An identity outside system:masters for the code under test: tests grant it exactly the rights they mean.
 OPERATOR_USER = "servedmodel-operator-test"
-# Only writes are audited: tests read the log to count what each identity changed.
+# Only writes are audited: tests read the log to count what each identity changed. Exception (first rule):
+# every request, reads too, of the service accounts in the namespaces the e2e tests install the Helm chart
+# into, so the RBAC tests can find every 403 the chart's ServiceAccount received.
 AUDIT_POLICY = """apiVersion: audit.k8s.io/v1
 kind: Policy
 omitStages: [RequestReceived]
 rules:
+- level: Metadata
+  userGroups: [system:serviceaccounts:servedmodel-system, system:serviceaccounts:servedmodel-e2e-rbac]
 - level: Metadata
   verbs: [create, update, patch, delete, deletecollection]
 - level: None
@@ -253,6 +256,37 @@ class LocalCluster:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+    def restart_component(self, name: str, down_seconds: float = 0.0, timeout: float = 60) -> None:
+        """Stop one component (SIGTERM, then SIGKILL) and start it again with the same arguments: same
+        ports, same data folder, same certificates. Clients see a real outage of `down_seconds` or more."""
+        proc = self.processes[name]
+        args = list(proc.args[1:])  # argv as first started, without the binary
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        time.sleep(down_seconds)
+        self._spawn(name, args)
+        deadline = time.monotonic() + timeout
+        if name == "etcd":
+            self._wait_http("etcd", f"{self.etcd_url}/health", deadline)
+        elif name == "kube-apiserver":
+            self._wait_http("kube-apiserver", f"{self.server}/readyz", deadline, token=self.admin_token)
+
+    def restart_apiserver(self, down_seconds: float = 0.0, timeout: float = 60) -> None:
+        """Restart kube-apiserver on the same port; returns once /readyz answers again."""
+        self.restart_component("kube-apiserver", down_seconds, timeout)
+
+    def restart_etcd(self, down_seconds: float = 0.0, timeout: float = 60) -> None:
+        """Restart etcd with the same ports and data folder (the API server reconnects by itself)."""
+        self.restart_component("etcd", down_seconds, timeout)
+        # The API server is ready again only once it has reconnected to etcd.
+        deadline = time.monotonic() + timeout
+        self._wait_http("kube-apiserver", f"{self.server}/readyz", deadline, token=self.admin_token)
 
     def __enter__(self) -> LocalCluster:
         return self.start()

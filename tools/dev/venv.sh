@@ -6,7 +6,19 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 cache_root=${SERVEDMODEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/servedmodel-operator}
 python=${PYTHON:-python3}
-key=$("$python" -c 'import sys; print("py%d%d" % sys.version_info[:2])')-$(sha256sum "$top/pyproject.toml" | cut -c1-12)
+# Keyed by the dependency lists only, so editing tool settings in pyproject.toml does not rebuild it.
+deps_hash=$("$python" - "$top/pyproject.toml" <<'PY'
+import hashlib, json, sys
+try:
+    import tomllib
+    project = tomllib.load(open(sys.argv[1], "rb"))["project"]
+    text = json.dumps([project.get("dependencies"), project.get("optional-dependencies")], sort_keys=True)
+except ImportError:  # Python 3.10: no TOML parser in the standard library
+    text = open(sys.argv[1]).read()
+print(hashlib.sha256(text.encode()).hexdigest()[:12])
+PY
+)
+key=$("$python" -c 'import sys; print("py%d%d" % sys.version_info[:2])')-$deps_hash
 venv="$cache_root/venv-$key"
 if [ -f "$venv/.complete" ]; then
   echo "$venv"

@@ -8,8 +8,9 @@ from pathlib import Path
 
 def test_result_file_reports_the_published_version(sequential, base: Path, run_cli, tmp_path: Path) -> None:
     result_file = tmp_path / "termination-log"
-    code, result, err = run_cli("publish", sequential.keras_path, "--base-path", base, "--model", "m",
-                                "--result-file", result_file)
+    code, result, err = run_cli(
+        "publish", sequential.keras_path, "--base-path", base, "--model", "m", "--result-file", result_file
+    )
     assert code == 0, err
     written = json.loads(result_file.read_text())
     assert written == {"ok": True, "version": result["version"], "path": str(base / "m" / "1")}
@@ -18,10 +19,22 @@ def test_result_file_reports_the_published_version(sequential, base: Path, run_c
 
 def test_result_file_reports_the_error(sequential, base: Path, run_cli, tmp_path: Path) -> None:
     result_file = tmp_path / "termination-log"
-    code, _, _ = run_cli("publish", sequential.keras_path, "--base-path", base, "--model", "m", "--version", "1")
+    code, _, _ = run_cli(
+        "publish", sequential.keras_path, "--base-path", base, "--model", "m", "--version", "1"
+    )
     assert code == 0
-    code, result, _ = run_cli("publish", sequential.keras_path, "--base-path", base, "--model", "m",
-                              "--version", "1", "--result-file", result_file)
+    code, result, _ = run_cli(
+        "publish",
+        sequential.keras_path,
+        "--base-path",
+        base,
+        "--model",
+        "m",
+        "--version",
+        "1",
+        "--result-file",
+        result_file,
+    )
     written = json.loads(result_file.read_text())
     assert code == written["exit_code"] == 5
     assert written["ok"] is False and "exists" in written["error"]

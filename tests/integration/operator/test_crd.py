@@ -18,7 +18,7 @@ def test_examples_are_accepted(kube, crd, namespace, example):
     proc = kube.kubectl("apply", "--dry-run=server", "-n", namespace, "-f", str(example), "-o", "json")
     obj = json.loads(proc.stdout)
     assert obj["kind"] == "ServedModel"
-    assert obj["spec"]["versionPolicy"]  # defaulted or given
+    assert obj["spec"]["storage"]["persistentVolumeClaim"]["claimName"] == "models"
 
 
 def test_defaults_are_filled_by_the_api_server(kube, crd, namespace):
@@ -34,7 +34,8 @@ def test_defaults_are_filled_by_the_api_server(kube, crd, namespace):
         ).stdout
     )
     spec = obj["spec"]
-    assert spec["versionPolicy"] == {"latest": {"numVersions": 1}}
+    # Not defaulted: a server-side default would stay behind when a user switches to another policy kind.
+    assert "versionPolicy" not in spec
     assert spec["ports"] == {"grpc": 8500, "rest": 8501}
     assert spec["replicas"] == 1
     assert spec["storage"]["persistentVolumeClaim"]["readOnly"] is True
@@ -72,6 +73,11 @@ def test_bad_specs_are_rejected_with_a_clear_message(kube, crd, namespace, spec,
     proc = kube.try_apply(body)
     assert proc.returncode != 0
     assert message in proc.stderr, proc.stderr
+
+
+def test_labels_without_a_policy_are_accepted(kube, crd, namespace):
+    proc = kube.try_apply(servedmodel("labels", namespace, versionLabels={"stable": 2}))
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_names_that_cannot_name_a_service_are_rejected(kube, crd, namespace):

@@ -8,7 +8,7 @@ from kubehelpers import condition, eventually, pvc, servedmodel
 
 pytestmark = pytest.mark.integration
 
-# Just enough of the Prometheus Operator's CRD for the API to exist, as it does once that operator is installed.
+# Just enough of the Prometheus Operator's CRD for its API to exist, as once that operator is installed.
 SERVICE_MONITOR_CRD = """
 apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition
@@ -16,7 +16,8 @@ metadata: {name: servicemonitors.monitoring.coreos.com}
 spec:
   group: monitoring.coreos.com
   scope: Namespaced
-  names: {kind: ServiceMonitor, listKind: ServiceMonitorList, plural: servicemonitors, singular: servicemonitor}
+  names:
+    {kind: ServiceMonitor, listKind: ServiceMonitorList, plural: servicemonitors, singular: servicemonitor}
   versions:
   - name: v1
     served: true

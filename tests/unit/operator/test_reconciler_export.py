@@ -258,3 +258,27 @@ def test_failed_export_is_reported_with_the_exporters_message():
     # Serving is not affected by a failed export.
     ready = {c["type"]: c for c in cache.sm["status"]["conditions"]}["Degraded"]
     assert ready["status"] == "False"
+
+
+def test_forbidden_is_reported_and_retried_but_invalid_is_only_reported():
+    from servedmodel_operator.kube import ApiError
+    from servedmodel_operator.workqueue import Retry
+
+    for status, retried in ((403, True), (422, False)):
+        sm = servedmodel({"source": {"path": "a.keras"}})
+        api, cache = FakeApi(), FakeCache(sm)
+
+        def refuse(obj, status=status):
+            raise ApiError(status, f"refused with {status}", "Forbidden" if status == 403 else "Invalid")
+
+        api.apply = refuse
+        rec = Reconciler(api=api, cache=cache)
+        try:
+            run(rec)
+            raised = False
+        except Retry:
+            raised = True
+        assert raised is retried
+        (patch,) = api.status_patches
+        ready = {c["type"]: c for c in patch["status"]["conditions"]}["Ready"]
+        assert ready["reason"] == "ApplyFailed" and f"refused with {status}" in ready["message"]

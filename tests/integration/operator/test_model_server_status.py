@@ -1,0 +1,138 @@
+"""Status from the model server itself: the operator polls TF Serving's REST status API.
+
+TF Serving cannot run here, so each test runs the TF Serving test double (tools/tfserving_double, which
+follows our TF Serving reference) on loopback, and the operator reaches it on the REST port the
+ServedModel names. The test plays the kubelet's part of syncing the operator's ConfigMap into the
+server's config file, with /models (the volume mount) mapped to a temporary folder.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from kubehelpers import condition, eventually, pvc, servedmodel
+from localcluster import free_port
+
+pytestmark = pytest.mark.integration
+
+
+class ConfigSync:
+    """Copies models.config from the ConfigMap into the double's config file, as the kubelet would."""
+
+    def __init__(self, kube, namespace: str, name: str, volume: Path, target: Path):
+        self.kube, self.namespace, self.name, self.volume, self.target = kube, namespace, name, volume, target
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def sync_once(self) -> bool:
+        cm = self.kube.get("configmap", f"{self.name}-config", self.namespace)
+        if cm is None:
+            return False
+        text = cm["data"]["models.config"].replace('base_path: "/models', f'base_path: "{self.volume}')
+        if not self.target.exists() or self.target.read_text() != text:
+            self.target.write_text(text)
+        return True
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            self.sync_once()
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def publish(volume: Path, model: str, version: int, complete: bool = True) -> None:
+    folder = volume / model / str(version)
+    folder.mkdir(parents=True)
+    if complete:  # the double loads a version whose saved_model.pb exists; without it the load fails
+        (folder / "saved_model.pb").write_bytes(b"\x08\x01")
+
+
+def versions(kube, namespace: str, name: str):
+    return ((kube.get("servedmodel", name, namespace) or {}).get("status") or {}).get("versions")
+
+
+def test_versions_and_load_failures_come_from_the_model_server(kube, operator, namespace, tmp_path):
+    from tfserving_double import TFServingDouble
+
+    volume, config = tmp_path / "volume", tmp_path / "models.config"
+    publish(volume, "vision", 1)
+    rest, grpc = free_port(), free_port()
+    kube.apply(pvc("models", namespace))
+    kube.apply(servedmodel("vision", namespace, ports={"grpc": grpc, "rest": rest}))
+
+    with ConfigSync(kube, namespace, "vision", volume, config) as sync:
+        eventually(sync.sync_once, what="ConfigMap rendered")
+        double = TFServingDouble(
+            model_config_file=str(config),
+            port=grpc,
+            rest_api_port=rest,
+            model_config_file_poll_wait_seconds=1,
+            file_system_poll_wait_seconds=1,
+            max_num_load_retries=0,
+        )
+        with double:
+            sm = eventually(
+                lambda: (
+                    versions(kube, namespace, "vision") == [{"version": 1, "state": "AVAILABLE"}]
+                    and kube.get("servedmodel", "vision", namespace)
+                ),
+                timeout=60,
+                what="version 1",
+            )
+            ready = condition(sm, "Ready")
+            assert ready["status"] == "True" and ready["reason"] == "ModelServing"
+            assert "Serving versions 1" in ready["message"]
+
+            # A broken new version: TF Serving keeps serving 1 and reports the failed load.
+            publish(volume, "vision", 2, complete=False)
+            sm = eventually(
+                lambda: (
+                    condition(kube.get("servedmodel", "vision", namespace), "Degraded").get("reason")
+                    == "VersionLoadFailed"
+                    and kube.get("servedmodel", "vision", namespace)
+                ),
+                timeout=60,
+                what="VersionLoadFailed",
+            )
+            assert "version 2 failed to load" in condition(sm, "Degraded")["message"]
+            assert "Could not find SavedModel" in condition(sm, "Degraded")["message"]
+            assert condition(sm, "Ready")["status"] == "True"
+            assert {v["version"]: v["state"] for v in sm["status"]["versions"]} == {2: "END", 1: "AVAILABLE"}
+            assert "error" in sm["status"]["versions"][0]
+
+            # Asking for a version that is not on disk: not Ready, and the message says which.
+            kube.apply(
+                servedmodel(
+                    "vision",
+                    namespace,
+                    ports={"grpc": grpc, "rest": rest},
+                    versionPolicy={"specific": {"versions": [1, 3]}},
+                )
+            )
+            sm = eventually(
+                lambda: (
+                    condition(kube.get("servedmodel", "vision", namespace), "Ready").get("reason")
+                    == "VersionsNotAvailable"
+                    and kube.get("servedmodel", "vision", namespace)
+                ),
+                timeout=60,
+                what="VersionsNotAvailable",
+            )
+            assert "3 is" in condition(sm, "Ready")["message"]
+
+            publish(volume, "vision", 3)
+            eventually(
+                lambda: (
+                    condition(kube.get("servedmodel", "vision", namespace), "Ready").get("status") == "True"
+                ),
+                timeout=60,
+                what="Ready once 3 loads",
+            )
