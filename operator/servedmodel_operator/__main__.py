@@ -15,6 +15,9 @@ examples:
   servedmodel-operator --namespace ml-prod --namespace ml-staging --log-format json \\
       --liveness http://0.0.0.0:8080/healthz
 
+  # two replicas for failover: one acts, the other waits (a kopf peering, see docs/install.md)
+  servedmodel-operator --peering servedmodel-operator --priority $RANDOM --metrics-port 9090
+
   # the same with kopf's own runner
   kopf run -m servedmodel_operator.handlers --all-namespaces --standalone
 
@@ -23,6 +26,7 @@ settings (environment):
   SERVEDMODEL_RESYNC_SECONDS          full resync period (default 300)
   SERVEDMODEL_REQUEST_TIMEOUT_SECONDS API request timeout (default 30)
   SERVEDMODEL_WATCH_TIMEOUT_SECONDS   watch restart period (default 300)
+  SERVEDMODEL_MODEL_SERVER_URL        how model servers are reached (default http://{service}.{namespace}.svc:{port})
   KUBECONFIG                          used when not running in a cluster
 """
 
@@ -58,6 +62,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="plain",
         help="log format (default: %(default)s; use json in clusters)",
     )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=0,
+        help="serve the operator's Prometheus metrics on this port at /metrics (default: off; the Helm chart "
+        "uses 9090)",
+    )
+    parser.add_argument(
+        "--priority",
+        type=int,
+        default=0,
+        help="kopf peering priority: with several replicas the highest acts and the others wait, so give "
+        "each replica a different one (default: %(default)s)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser.parse_args(argv)
 
@@ -75,11 +93,15 @@ def main(argv: list[str] | None = None) -> int:
         ],
     )
     logging.getLogger("servedmodel_operator").setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    from . import metrics
+
+    metrics.serve(args.metrics_port)
     kopf.run(
         clusterwide=not args.namespace,
         namespaces=args.namespace,
         standalone=not args.peering,
         peering_name=args.peering or None,
+        priority=args.priority,
         liveness_endpoint=args.liveness or None,
     )
     return 0

@@ -15,6 +15,7 @@ LABEL_INSTANCE = "app.kubernetes.io/instance"
 LABEL_COMPONENT = "app.kubernetes.io/component"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_PART_OF = "app.kubernetes.io/part-of"
+LABEL_TRACK = "servedmodel.io/track"  # stable or canary: which Deployment a model server pod belongs to
 APP_NAME = "tensorflow-serving"
 MANAGED_BY_SELECTOR = {LABEL_MANAGED_BY: OPERATOR_NAME}
 

@@ -58,13 +58,8 @@ class IndexCache:
         return self._ix["pvc_index"].get((namespace, name)) is not None
 
     def children(self, kind: str, namespace: str, owner: str) -> list[dict[str, Any]]:
-        index = self._ix[f"{kind.lower()}_index"]
-        found = []
-        for key in list(index.keys()):
-            obj = self._one(index, key) if key[0] == namespace else None
-            if obj is not None and _owner_name(obj) == owner:
-                found.append(obj)
-        return found
+        store = self._ix[f"{kind.lower()}_index"].get(("owner", namespace, owner))
+        return list(store) if store is not None else []
 
     def servedmodel_keys(self) -> Iterable[Key]:
         return list(self._ix["servedmodel_index"].keys())
@@ -133,6 +128,16 @@ def _plain(body: kopf.Body, with_status: bool = True) -> dict[str, Any]:
     return out
 
 
+def _child_entries(namespace: str, name: str, body: kopf.Body) -> dict[Any, dict[str, Any]]:
+    """Found by name, and among its owner's children (so a reconcile need not scan every child)."""
+    plain = _plain(body)
+    entries: dict[Any, dict[str, Any]] = {(namespace, name): plain}
+    owner = _owner_name(plain)
+    if owner is not None:
+        entries[("owner", namespace, owner)] = plain
+    return entries
+
+
 def _owner_name(body: Mapping[str, Any]) -> str | None:
     for ref in (body.get("metadata") or {}).get("ownerReferences") or []:
         if (
@@ -184,41 +189,41 @@ def servedmodel_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> d
 
 @kopf.index("", "v1", "configmaps", labels=MANAGED_BY_SELECTOR)
 def configmap_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]]:
-    return {(namespace, name): _plain(body)}
+    return _child_entries(namespace, name, body)
 
 
 @kopf.index("", "v1", "services", labels=MANAGED_BY_SELECTOR)
 def service_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]]:
-    return {(namespace, name): _plain(body)}
+    return _child_entries(namespace, name, body)
 
 
 @kopf.index("apps", "v1", "deployments", labels=MANAGED_BY_SELECTOR)
 def deployment_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]]:
-    return {(namespace, name): _plain(body)}
+    return _child_entries(namespace, name, body)
 
 
 @kopf.index("batch", "v1", "jobs", labels=MANAGED_BY_SELECTOR)
 def job_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]]:
-    return {(namespace, name): _plain(body)}
+    return _child_entries(namespace, name, body)
 
 
 @kopf.index("autoscaling", "v2", "horizontalpodautoscalers", labels=MANAGED_BY_SELECTOR)
 def horizontalpodautoscaler_index(
     namespace: str, name: str, body: kopf.Body, **_: Any
 ) -> dict[Key, dict[str, Any]]:
-    return {(namespace, name): _plain(body)}
+    return _child_entries(namespace, name, body)
 
 
 @kopf.index("policy", "v1", "poddisruptionbudgets", labels=MANAGED_BY_SELECTOR)
 def poddisruptionbudget_index(
     namespace: str, name: str, body: kopf.Body, **_: Any
 ) -> dict[Key, dict[str, Any]]:
-    return {(namespace, name): _plain(body)}
+    return _child_entries(namespace, name, body)
 
 
 @kopf.index("monitoring.coreos.com", "v1", "servicemonitors", labels=MANAGED_BY_SELECTOR)
 def servicemonitor_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]]:
-    return {(namespace, name): _plain(body)}
+    return _child_entries(namespace, name, body)
 
 
 @kopf.index("", "v1", "persistentvolumeclaims")

@@ -16,6 +16,7 @@ from typing import Any
 
 import requests
 
+from . import metrics
 from .constants import FIELD_MANAGER, OPERATOR_NAME, PLURAL
 
 log = logging.getLogger(__name__)
@@ -132,6 +133,7 @@ class KubeApi:
             verify=self.creds.verify,
             cert=self.creds.cert,
         )
+        metrics.API_REQUESTS.labels(method, kind, str(resp.status_code)).inc()
         if resp.status_code >= 400:
             try:
                 payload = resp.json()

@@ -16,6 +16,7 @@ from typing import Any
 
 import requests
 
+from . import metrics
 from .spec import ServedModelSpec
 
 FAST_SECONDS = 5.0  # while rolling out or right after a change
@@ -112,14 +113,19 @@ class ModelServerPoller:
     _semaphore: asyncio.Semaphore | None = None
     _session: requests.Session | None = None
 
-    def url(self, spec: ServedModelSpec) -> str:
-        base = self.url_template.format(service=spec.name, namespace=spec.namespace, port=spec.rest_port)
+    def url(self, spec: ServedModelSpec, service: str | None = None) -> str:
+        base = self.url_template.format(
+            service=service or spec.name, namespace=spec.namespace, port=spec.rest_port
+        )
         return f"{base}/v1/models/{spec.model_name}"
 
     def forget(self, key: tuple[str, str]) -> None:
-        self._entries.pop(key, None)
+        for entry_key in [k for k in self._entries if k == key or (isinstance(k, tuple) and k[:2] == key)]:
+            self._entries.pop(entry_key, None)
 
-    async def poll(self, key: tuple[str, str], spec: ServedModelSpec, fingerprint: str, busy: bool) -> float:
+    async def poll(
+        self, key: Any, spec: ServedModelSpec, fingerprint: str, busy: bool, service: str | None = None
+    ) -> float:
         """Poll if due; returns seconds until the next poll is due. `busy`: rolling out or just changed."""
         entry = self._entries.setdefault(key, _Entry())
         now = self.clock()
@@ -128,7 +134,7 @@ class ModelServerPoller:
             entry.changed_at = now
         busy = busy or now - entry.changed_at < SETTLE_SECONDS
         if now >= entry.next_poll:
-            await self._fetch(entry, spec)
+            await self._fetch(entry, self.url(spec, service))
             if entry.error:
                 entry.failures += 1
                 delay = min(MAX_BACKOFF_SECONDS, FAST_SECONDS * 2 ** (entry.failures - 1))
@@ -138,21 +144,24 @@ class ModelServerPoller:
             entry.next_poll = self.clock() + delay
         return max(0.0, entry.next_poll - self.clock())
 
-    def observed(self, key: tuple[str, str]) -> tuple[list[VersionState] | None, str]:
+    def observed(self, key: Any) -> tuple[list[VersionState] | None, str]:
         entry = self._entries.get(key)
         return (entry.versions, entry.error) if entry else (None, "")
 
-    async def _fetch(self, entry: _Entry, spec: ServedModelSpec) -> None:
+    async def _fetch(self, entry: _Entry, url: str) -> None:
         if self._semaphore is None:
             self._semaphore = asyncio.Semaphore(self.max_concurrent)
         async with self._semaphore:
             try:
-                entry.versions = await asyncio.to_thread(self._get, self.url(spec))
+                entry.versions = await asyncio.to_thread(self._get, url)
                 entry.error = ""
+                metrics.MODEL_SERVER_REQUESTS.labels("ok").inc()
             except (requests.RequestException, ValueError) as exc:
                 entry.error = f"cannot reach the model server: {exc.__class__.__name__}"
+                metrics.MODEL_SERVER_REQUESTS.labels("unreachable").inc()
             except ModelNotFound:
                 entry.versions, entry.error = [], ""  # up, but no version of the model found yet
+                metrics.MODEL_SERVER_REQUESTS.labels("not_found").inc()
 
     def _get(self, url: str) -> list[VersionState]:
         if self._session is None:

@@ -22,7 +22,7 @@ from .constants import ANNOTATION_SPEC_HASH, GROUP, VERSION
 from .drift import needs_apply
 from .kube import ApiError, KubeApi
 from .modelserver import ModelServerPoller, VersionState, serving_verdict
-from .render import OPTIONAL_KINDS, endpoints, render
+from .render import PRUNABLE_KINDS, endpoints, names, render, track_service_name
 from .render_export import (
     export_hash,
     export_job_name,
@@ -89,7 +89,7 @@ class Reconciler:
             )
             return
 
-        deployment = None
+        deployment = canary_deployment = None
         applied_any = False
         desired_objects = render(spec, service_monitor_api=await self._service_monitor_api())
         for desired in desired_objects:
@@ -115,17 +115,26 @@ class Reconciler:
                     raise Retry(f"applying {kind} {name}: {exc}") from exc
                 await self._announce_apply(sm, desired, live)
                 live, applied_any = applied, True
-            if kind == "Deployment":
+            if kind == "Deployment" and name == names(spec)["deployment"]:
                 deployment = live
+            elif kind == "Deployment":
+                canary_deployment = live
 
-        applied_any |= await self._prune(sm, spec, {o["kind"] for o in desired_objects})
+        applied_any |= await self._prune(
+            sm, spec, {(o["kind"], o["metadata"]["name"]) for o in desired_objects}
+        )
         desired_replicas = spec.replicas
         if spec.autoscaling is not None:  # the autoscaler decides; report what it asked for
             desired_replicas = ((deployment or {}).get("spec") or {}).get(
                 "replicas", spec.autoscaling.min_replicas
             )
         conditions = st.rollout_conditions(deployment, desired_replicas)
-        versions = await self._model_server(key, sm, spec, deployment, conditions)
+        versions = await self._model_server(
+            key, sm, spec, deployment, conditions, "stable" if spec.canary else None
+        )
+        canary_status = None
+        if spec.canary is not None:
+            canary_status = await self._canary_status(key, sm, spec, canary_deployment, conditions)
         if versions is not None:
             failed = [
                 f"version {v.version} failed to load: {v.error_code}: {v.error_message}"
@@ -146,6 +155,7 @@ class Reconciler:
             export_record,
             desired_replicas,
             [v.to_status() for v in versions] if versions is not None else None,
+            canary_status,
         )
         if not (applied_any or wrote_status):
             log.debug("reconciled %s/%s: up to date", *key)
@@ -157,20 +167,47 @@ class Reconciler:
         spec: ServedModelSpec,
         deployment: dict[str, Any] | None,
         conditions: list[st.Condition],
+        track: str | None = None,
     ) -> list[VersionState] | None:
-        """Ask TF Serving which versions it serves, when a pod is ready to answer; None if unknown."""
+        """Ask TF Serving which versions it serves, when a pod is ready to answer; None if unknown.
+
+        With a canary running, each track is asked through its own Service, so answers never mix.
+        """
         ready_pods = ((deployment or {}).get("status") or {}).get("readyReplicas") or 0
         if self.poller is None or not ready_pods:
             return None
         busy = any(c.type == st.PROGRESSING and c.status for c in conditions)
         fingerprint = str(sm["metadata"].get("generation", 0))
-        delay = await self.poller.poll(key, spec, fingerprint, busy)
+        poll_key = key if track is None else (*key, track)
+        service = track_service_name(spec, track) if track else None
+        delay = await self.poller.poll(poll_key, spec, fingerprint, busy, service)
         if self.schedule is not None:
             self.schedule(key, delay)
-        versions, error = self.poller.observed(key)
+        versions, error = self.poller.observed(poll_key)
         if error:
             log.debug("%s/%s: %s", key[0], key[1], error)
         return versions
+
+    async def _canary_status(
+        self,
+        key: Key,
+        sm: dict[str, Any],
+        spec: ServedModelSpec,
+        deployment: dict[str, Any] | None,
+        conditions: list[st.Condition],
+    ) -> dict[str, Any]:
+        assert spec.canary is not None
+        st_ = (deployment or {}).get("status") or {}
+        status: dict[str, Any] = {
+            "version": spec.canary.version,
+            "replicas": spec.canary.replicas,
+            "readyReplicas": st_.get("readyReplicas", 0) or 0,
+            "service": track_service_name(spec, "canary"),
+        }
+        versions = await self._model_server(key, sm, spec.canary_view(), deployment, conditions, "canary")
+        if versions is not None:
+            status["versions"] = [v.to_status() for v in versions]
+        return status
 
     def set_service_monitor_api(self, served: bool) -> None:
         """What the CRD watch saw is fresher than any discovery answer: the API server's discovery lags."""
@@ -190,23 +227,24 @@ class Reconciler:
             self._discovery = (now, found)
         return self._discovery[1]
 
-    async def _prune(self, sm: dict[str, Any], spec: ServedModelSpec, desired_kinds: set[str]) -> bool:
-        """Delete optional children (HPA, PDB, ServiceMonitor) the spec stopped asking for."""
+    async def _prune(self, sm: dict[str, Any], spec: ServedModelSpec, desired: set[tuple[str, str]]) -> bool:
+        """Delete children the spec no longer renders (an HPA, a finished canary's Deployment, ...)."""
         pruned = False
-        for kind in OPTIONAL_KINDS:
-            if kind in desired_kinds:
-                continue
+        for kind in PRUNABLE_KINDS:
             for live in self.cache.children(kind, spec.namespace, spec.name):
+                name = live["metadata"]["name"]
+                if (kind, name) in desired or live["metadata"].get("deletionTimestamp"):
+                    continue
                 try:
                     await asyncio.to_thread(self.api.delete, live)
                 except requests.RequestException as exc:
-                    raise Retry(f"deleting {kind}: {exc}") from exc
+                    raise Retry(f"deleting {kind} {name}: {exc}") from exc
                 except ApiError as exc:
                     if not exc.permanent:
-                        raise Retry(f"deleting {kind}: {exc}") from exc
-                    log.warning("cannot delete %s %s: %s", kind, live["metadata"]["name"], exc)
+                        raise Retry(f"deleting {kind} {name}: {exc}") from exc
+                    log.warning("cannot delete %s %s: %s", kind, name, exc)
                     continue
-                message = f"Deleted {kind} {live['metadata']['name']}, which the spec no longer asks for"
+                message = f"Deleted {kind} {name}, which the spec no longer asks for"
                 await asyncio.to_thread(
                     self.api.post_event, sm, "Normal", "Deleted", message, st.now_rfc3339()
                 )
@@ -366,6 +404,7 @@ class Reconciler:
         export: dict[str, Any] | None = None,
         desired_replicas: int | None = None,
         versions: list[dict[str, Any]] | None = None,
+        canary: dict[str, Any] | None = None,
     ) -> bool:
         generation = sm["metadata"].get("generation", 0)
         old = sm.get("status") or {}
@@ -380,6 +419,7 @@ class Reconciler:
             desired_replicas=desired_replicas if spec else None,
             export=export,
             versions=versions,
+            canary=canary,
         )
         patch = st.status_patch(old, new)
         if patch is not None:

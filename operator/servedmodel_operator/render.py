@@ -23,6 +23,7 @@ from .constants import (
     LABEL_MANAGED_BY,
     LABEL_NAME,
     LABEL_PART_OF,
+    LABEL_TRACK,
     MODEL_CONFIG_FILE,
     MODEL_MOUNT,
     OPERATOR_NAME,
@@ -37,17 +38,40 @@ MONITORING_FILE = "monitoring.config"
 # to one of those must roll the pods (the restart checksum covers exactly them).
 HOT_RELOADED_KEYS = frozenset({MODEL_CONFIG_FILE})
 GPU_RESOURCE = "nvidia.com/gpu"
-# Children that exist only for some specs; the reconciler deletes them when the spec stops asking.
-OPTIONAL_KINDS = ("HorizontalPodAutoscaler", "PodDisruptionBudget", "ServiceMonitor")
+# Kinds of children the reconciler deletes when the spec no longer renders them (an HPA after autoscaling
+# is turned off, a canary's Deployment after promotion or rollback, ...). Export Jobs are history: kept.
+PRUNABLE_KINDS = (
+    "ConfigMap",
+    "Service",
+    "Deployment",
+    "HorizontalPodAutoscaler",
+    "PodDisruptionBudget",
+    "ServiceMonitor",
+)
 
 
-def names(spec: ServedModelSpec) -> dict[str, str]:
+def names(spec: ServedModelSpec, track: str = "stable") -> dict[str, str]:
+    if track == "canary":
+        return {
+            "deployment": f"{spec.name}-canary",
+            "configmap": f"{spec.name}-canary-config",
+            "service": f"{spec.name}-canary",
+        }
     return {"deployment": spec.name, "service": spec.name, "configmap": f"{spec.name}-config"}
 
 
-def selector_labels(spec: ServedModelSpec) -> dict[str, str]:
-    """Minimal and immutable: a Deployment's selector can never change after creation."""
-    return {LABEL_NAME: APP_NAME, LABEL_INSTANCE: spec.name}
+def track_service_name(spec: ServedModelSpec, track: str) -> str:
+    """While a canary runs, each track also has a Service of its own: for tests by hand and for status."""
+    return f"{spec.name}-{track}"
+
+
+def selector_labels(spec: ServedModelSpec, track: str | None = None) -> dict[str, str]:
+    """Minimal and immutable: a Deployment's selector can never change after creation. The Service selects
+    both tracks (the traffic split of a canary is the ratio of replicas); each Deployment its own."""
+    labels = {LABEL_NAME: APP_NAME, LABEL_INSTANCE: spec.name}
+    if track is not None:
+        labels[LABEL_TRACK] = track
+    return labels
 
 
 def common_labels(spec: ServedModelSpec) -> dict[str, str]:
@@ -147,12 +171,12 @@ def _metadata(spec: ServedModelSpec, name: str, annotations: dict[str, str] | No
     return meta
 
 
-def render_configmap(spec: ServedModelSpec) -> dict[str, Any]:
+def render_configmap(spec: ServedModelSpec, track: str = "stable") -> dict[str, Any]:
     return _stamp(
         {
             "apiVersion": "v1",
             "kind": "ConfigMap",
-            "metadata": _metadata(spec, names(spec)["configmap"]),
+            "metadata": _metadata(spec, names(spec, track)["configmap"]),
             "data": _config_files(spec),
         }
     )
@@ -236,7 +260,9 @@ def _probes(spec: ServedModelSpec) -> dict[str, Any]:
     }
 
 
-def render_deployment(spec: ServedModelSpec, configmap: dict[str, Any]) -> dict[str, Any]:
+def render_deployment(
+    spec: ServedModelSpec, configmap: dict[str, Any], track: str = "stable"
+) -> dict[str, Any]:
     pod_annotations = {**spec.pod_annotations, ANNOTATION_RESTART_CHECKSUM: restart_checksum(configmap)}
     container: dict[str, Any] = {
         "name": "tensorflow-serving",
@@ -299,15 +325,15 @@ def render_deployment(spec: ServedModelSpec, configmap: dict[str, Any]) -> dict[
         {
             "apiVersion": "apps/v1",
             "kind": "Deployment",
-            "metadata": _metadata(spec, names(spec)["deployment"]),
+            "metadata": _metadata(spec, names(spec, track)["deployment"]),
             "spec": {
                 **({} if spec.autoscaling else {"replicas": spec.replicas}),  # the HPA owns it otherwise
-                "selector": {"matchLabels": selector_labels(spec)},
+                "selector": {"matchLabels": selector_labels(spec, track)},
                 # Keep serving while new pods load their models: never drop below the desired count.
                 "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
                 "template": {
                     "metadata": {
-                        "labels": {**spec.pod_labels, **common_labels(spec)},
+                        "labels": {**spec.pod_labels, **common_labels(spec), LABEL_TRACK: track},
                         "annotations": pod_annotations,
                     },
                     "spec": pod_spec,
@@ -317,15 +343,18 @@ def render_deployment(spec: ServedModelSpec, configmap: dict[str, Any]) -> dict[
     )
 
 
-def render_service(spec: ServedModelSpec) -> dict[str, Any]:
+def render_service(spec: ServedModelSpec, track: str | None = None) -> dict[str, Any]:
+    """The model's Service (both tracks), or with `track` a ClusterIP Service of one track only."""
+    name = names(spec)["service"] if track is None else track_service_name(spec, track)
+    annotations = _service_annotations(spec) if track is None else {}
     return _stamp(
         {
             "apiVersion": "v1",
             "kind": "Service",
-            "metadata": _metadata(spec, names(spec)["service"], _service_annotations(spec)),
+            "metadata": _metadata(spec, name, annotations),
             "spec": {
-                "type": spec.service_type,
-                "selector": selector_labels(spec),
+                "type": spec.service_type if track is None else "ClusterIP",
+                "selector": selector_labels(spec, track),
                 "ports": [
                     {
                         "name": "grpc",
@@ -427,8 +456,18 @@ def render(spec: ServedModelSpec, service_monitor_api: bool = False) -> list[dic
 
     `service_monitor_api`: whether the cluster serves monitoring.coreos.com/v1 ServiceMonitors.
     """
-    configmap = render_configmap(spec)
-    objects = [configmap, render_service(spec), render_deployment(spec, configmap)]
+    stable = spec.stable_view() if spec.canary is not None else spec
+    configmap = render_configmap(stable)
+    objects = [configmap, render_service(spec), render_deployment(stable, configmap)]
+    if spec.canary is not None:
+        canary = spec.canary_view()
+        canary_config = render_configmap(canary, "canary")
+        objects += [
+            canary_config,
+            render_deployment(canary, canary_config, "canary"),
+            render_service(spec, "stable"),
+            render_service(spec, "canary"),
+        ]
     if spec.autoscaling is not None:
         objects.append(render_hpa(spec))
     if spec.min_replicas > 1:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import posixpath
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .constants import DEFAULT_EXPORTER_IMAGE, DEFAULT_IMAGE, MODEL_MOUNT
@@ -74,6 +74,12 @@ class Monitoring:
 
 
 @dataclass(frozen=True)
+class Canary:
+    version: int
+    replicas: int
+
+
+@dataclass(frozen=True)
 class ExportSpec:
     source_path: str  # relative to the volume root; "" when url is set
     source_url: str
@@ -124,6 +130,7 @@ class ServedModelSpec:
     batching: Batching | None = None
     monitoring: Monitoring | None = None
     image_set: bool = False  # the user chose the image: never swap in the GPU variant
+    canary: Canary | None = None
 
     @property
     def gpus(self) -> bool:
@@ -133,6 +140,30 @@ class ServedModelSpec:
             if value not in (None, 0, "0"):
                 return True
         return False
+
+    def stable_view(self) -> ServedModelSpec:
+        """The stable track while a canary runs: without labels that name a version only the canary serves."""
+        assert self.canary is not None
+        policy = self.version_policy
+        only_canary = policy.kind == "specific" and self.canary.version not in policy.versions
+        labels = {
+            k: v for k, v in self.version_labels.items() if not (only_canary and v == self.canary.version)
+        }
+        return replace(self, version_labels=labels)
+
+    def canary_view(self) -> ServedModelSpec:
+        """The canary as a spec of its own: only the candidate version, the labels that name it, fixed
+        replicas. The renderer renders it like the stable track, under other names."""
+        assert self.canary is not None
+        v = self.canary.version
+        return replace(
+            self,
+            version_policy=VersionPolicy("specific", versions=(v,)),
+            version_labels={k: n for k, n in self.version_labels.items() if n == v},
+            replicas=self.canary.replicas,
+            autoscaling=None,
+            canary=None,
+        )
 
     @property
     def min_replicas(self) -> int:
@@ -177,6 +208,17 @@ def _relative_path(path: str) -> str:
     if ".." in path.split("/"):
         raise InvalidSpec("storage.path must not contain '..'")
     return posixpath.normpath(path) if path else ""
+
+
+def _canary(raw: dict[str, Any] | None) -> Canary | None:
+    if not raw:
+        return None
+    if "version" not in raw:
+        raise InvalidSpec("canary.version is required: the version the canary pods serve")
+    return Canary(
+        version=_int(raw["version"], "canary.version", 1, 2**63 - 1),
+        replicas=_int(raw.get("replicas", 1), "canary.replicas", 1, 100),
+    )
 
 
 def _autoscaling(raw: dict[str, Any] | None) -> Autoscaling | None:
@@ -287,7 +329,8 @@ def parse(body: dict[str, Any]) -> ServedModelSpec:
             raise InvalidSpec(
                 f"version label {label!r} may contain only letters, digits and '_' (at most 63)"
             )
-        if policy.kind == "specific" and version not in policy.versions:
+        canary_version = (spec.get("canary") or {}).get("version")
+        if policy.kind == "specific" and version not in policy.versions and version != canary_version:
             raise InvalidSpec(
                 f"versionLabels.{label} points at version {version}, "
                 "which versionPolicy.specific does not serve"
@@ -354,4 +397,5 @@ def parse(body: dict[str, Any]) -> ServedModelSpec:
         batching=_batching(spec.get("batching")),
         monitoring=_monitoring(spec.get("monitoring")),
         image_set=bool(spec.get("image")),
+        canary=_canary(spec.get("canary")),
     )

@@ -145,6 +145,7 @@ def build_status(
     desired_replicas: int | None = None,
     export: dict[str, Any] | None = None,
     versions: list[dict[str, Any]] | None = None,
+    canary: dict[str, Any] | None = None,
     now: str | None = None,
 ) -> dict[str, Any]:
     status: dict[str, Any] = {
@@ -163,6 +164,8 @@ def build_status(
         status["export"] = export
     if versions is not None:
         status["versions"] = versions
+    if canary is not None:
+        status["canary"] = canary
     if desired_replicas is not None:
         st = (deployment or {}).get("status") or {}
         status["replicas"] = desired_replicas

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Hashable
+
+from . import metrics
 
 log = logging.getLogger(__name__)
 
@@ -82,17 +85,23 @@ class WorkQueue:
             key = await self._queue.get()
             self._queued.discard(key)
             self._running.add(key)
+            metrics.QUEUE_DEPTH.set(self.pending())
+            started = time.monotonic()
             try:
                 await self._handler(key)
                 self._failures.pop(key, None)
+                metrics.RECONCILES.labels("ok").inc()
             except asyncio.CancelledError:
                 raise
             except Retry as exc:
+                metrics.RECONCILES.labels("retry").inc()
                 self._backoff(key, exc.delay, str(exc))
             except Exception as exc:  # a bug or an unexpected API answer: log it, retry with backoff
+                metrics.RECONCILES.labels("error").inc()
                 log.exception("reconcile of %s failed", key)
                 self._backoff(key, None, repr(exc))
             finally:
+                metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
                 self._running.discard(key)
                 if key in self._dirty:
                     self._dirty.discard(key)

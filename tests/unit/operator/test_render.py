@@ -117,7 +117,8 @@ def test_labels_selector_and_owner():
         }
     dep, svc = render(parse(body()))[2], render(parse(body()))[1]
     selector = {"app.kubernetes.io/name": "tensorflow-serving", "app.kubernetes.io/instance": "resnet"}
-    assert dep["spec"]["selector"]["matchLabels"] == selector
+    # Each Deployment selects its own track; the Service selects every track (a canary shares the traffic).
+    assert dep["spec"]["selector"]["matchLabels"] == {**selector, "servedmodel.io/track": "stable"}
     assert svc["spec"]["selector"] == selector
     assert {p["name"]: (p["port"], p["targetPort"]) for p in svc["spec"]["ports"]} == {
         "grpc": (8500, "grpc"),
@@ -199,3 +200,41 @@ def test_render_does_not_mutate_its_input():
     frozen = copy.deepcopy(raw)
     render(parse(raw))
     assert raw == frozen
+
+
+def test_canary_track_serves_only_the_candidate_behind_the_same_service():
+    spec = parse(
+        body(
+            replicas=4,
+            versionPolicy={"specific": {"versions": [3]}},
+            versionLabels={"stable": 3, "canary": 4},
+            canary={"version": 4, "replicas": 1},
+        )
+    )
+    objects = {(o["kind"], o["metadata"]["name"]): o for o in render(spec)}
+    assert set(objects) == {
+        ("ConfigMap", "resnet-config"),
+        ("Service", "resnet"),
+        ("Deployment", "resnet"),
+        ("ConfigMap", "resnet-canary-config"),
+        ("Deployment", "resnet-canary"),
+        ("Service", "resnet-stable"),
+        ("Service", "resnet-canary"),
+        ("PodDisruptionBudget", "resnet"),
+    }
+    stable, canary = objects[("Deployment", "resnet")], objects[("Deployment", "resnet-canary")]
+    assert stable["spec"]["replicas"] == 4 and canary["spec"]["replicas"] == 1  # 20 % of the traffic
+    assert canary["spec"]["selector"]["matchLabels"]["servedmodel.io/track"] == "canary"
+    assert canary["spec"]["template"]["metadata"]["labels"]["servedmodel.io/track"] == "canary"
+    shared = objects[("Service", "resnet")]["spec"]["selector"]
+    assert "servedmodel.io/track" not in shared  # both tracks behind the model's Service
+    assert objects[("Service", "resnet-canary")]["spec"]["selector"]["servedmodel.io/track"] == "canary"
+    canary_cfg = parse_config(objects[("ConfigMap", "resnet-canary-config")]["data"]["models.config"])
+    (model,) = canary_cfg.model_config_list.config
+    assert list(model.model_version_policy.specific.versions) == [4]
+    assert dict(model.version_labels) == {"canary": 4}
+    volumes = {v["name"]: v for v in canary["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["config"]["configMap"]["name"] == "resnet-canary-config"
+    stable_cfg = parse_config(objects[("ConfigMap", "resnet-config")]["data"]["models.config"])
+    assert list(stable_cfg.model_config_list.config[0].model_version_policy.specific.versions) == [3]
+    assert dict(stable_cfg.model_config_list.config[0].version_labels) == {"stable": 3}

@@ -163,7 +163,9 @@ def test_autoscaling_renders_an_hpa_and_leaves_replicas_to_it():
     assert hpa["spec"]["metrics"][1]["type"] == "Pods"
     assert pdb["spec"] == {
         "maxUnavailable": 1,
-        "selector": {"matchLabels": dep["spec"]["selector"]["matchLabels"]},
+        "selector": {
+            "matchLabels": {"app.kubernetes.io/name": "tensorflow-serving", "app.kubernetes.io/instance": "m"}
+        },  # every track
     }
 
 

@@ -1,0 +1,74 @@
+"""A canary on the real control plane: its own small Deployment behind the model's Service, then a
+promotion (or a rollback) done by editing the ServedModel, which removes the canary's objects."""
+
+from __future__ import annotations
+
+import pytest
+from kubehelpers import condition, eventually, pvc, servedmodel
+
+pytestmark = pytest.mark.integration
+
+
+def test_canary_then_promote(kube, operator, namespace):
+    kube.apply(pvc("models", namespace))
+    base = {"replicas": 3, "versionLabels": {"stable": 3}}
+    kube.apply(
+        servedmodel(
+            "m", namespace, versionPolicy={"specific": {"versions": [3]}}, canary={"version": 4}, **base
+        )
+    )
+
+    canary = eventually(lambda: kube.get("deployment", "m-canary", namespace), what="canary Deployment")
+    assert canary["spec"]["replicas"] == 1
+    assert (
+        "specific { versions: 4 }"
+        in kube.get("configmap", "m-canary-config", namespace)["data"]["models.config"]
+    )
+    selector = kube.get("service", "m", namespace)["spec"]["selector"]
+    assert "servedmodel.io/track" not in selector  # 1 of 4 pods: a quarter of the traffic goes to the canary
+    assert kube.get("service", "m-canary", namespace)["spec"]["selector"]["servedmodel.io/track"] == "canary"
+
+    def both_ready():
+        sm = kube.get("servedmodel", "m", namespace)
+        ok = condition(sm, "Ready").get("status") == "True"
+        return ok and (sm["status"].get("canary") or {}).get("readyReplicas") == 1 and sm
+
+    sm = eventually(both_ready, timeout=90, what="stable and canary ready")
+    assert sm["status"]["canary"]["version"] == 4 and sm["status"]["readyReplicas"] == 3
+    pods = kube.list("pods", namespace, "app.kubernetes.io/instance=m")
+    tracks = sorted(
+        p["metadata"]["labels"]["servedmodel.io/track"] for p in pods if p["status"].get("phase") == "Running"
+    )
+    assert tracks == ["canary", "stable", "stable", "stable"]
+
+    # Promote: the policy serves 4, the canary section goes away, and so do its objects.
+    kube.apply(
+        servedmodel(
+            "m",
+            namespace,
+            versionPolicy={"specific": {"versions": [4]}},
+            replicas=3,
+            versionLabels={"stable": 4},
+        )
+    )
+    eventually(
+        lambda: all(
+            kube.get(k, n, namespace) is None
+            for k, n in (
+                ("deployment", "m-canary"),
+                ("configmap", "m-canary-config"),
+                ("service", "m-canary"),
+                ("service", "m-stable"),
+            )
+        ),
+        what="canary objects removed",
+    )
+    assert "specific { versions: 4 }" in kube.get("configmap", "m-config", namespace)["data"]["models.config"]
+    sm = eventually(
+        lambda: (
+            "canary" not in kube.get("servedmodel", "m", namespace)["status"]
+            and kube.get("servedmodel", "m", namespace)
+        ),
+        what="canary gone from status",
+    )
+    assert kube.get("service", "m", namespace) is not None
