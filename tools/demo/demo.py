@@ -2,11 +2,13 @@
 
 1. A cluster: the one KUBECONFIG points at if it is set, otherwise a local control plane started here
    (etcd, kube-apiserver, controller-manager, scheduler, kwok fake nodes; see tools/controlplane).
-2. The ServedModel CRD, a namespace and a model volume (PersistentVolume + claim).
+2. The operator installed as users install it: `helm install` of charts/servedmodel-operator (CRD,
+   ServiceAccount, least-privilege RBAC, Deployment). No operator image is published from this repository
+   and no kubelet runs containers here, so the chart's Deployment is scaled to 0 and the operator runs as a
+   process on this machine, with the chart's ServiceAccount token: the same identity and rights.
 3. A demo Keras model, published with the exporter as version 1 in a local folder (what a Job would
-   write to the volume).
-4. The operator, as a separate process, then examples/minimal.yaml applied; it waits for Ready=True and
-   prints what was created and the ServedModel's status.
+   write to the volume), a namespace and a model volume (PersistentVolume + claim).
+4. examples/minimal.yaml applied; it waits for Ready=True and prints what was created and the status.
 
 On a terminal it then keeps everything running until Ctrl-C, so you can look around with kubectl.
 No kubelet runs containers locally (kwok marks pods Running/Ready), so TF Serving itself does not run.
@@ -28,6 +30,8 @@ sys.path.insert(0, str(ROOT / "tools" / "controlplane"))
 from localcluster import LocalCluster, build_binaries  # noqa: E402
 
 NAMESPACE = "servedmodel-demo"
+OPERATOR_NAMESPACE = "servedmodel-system"
+RELEASE = "servedmodel-operator"
 
 
 def say(msg: str) -> None:
@@ -101,6 +105,61 @@ spec:
 """
 
 
+def helm_install(kubeconfig: Path) -> None:
+    helm = (
+        Path(
+            subprocess.run(
+                [str(ROOT / "tools" / "helm" / "fetch.sh")], check=True, capture_output=True, text=True
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
+        / "helm"
+    )
+    subprocess.run(
+        [
+            str(helm),
+            "upgrade",
+            "--install",
+            RELEASE,
+            str(ROOT / "charts" / "servedmodel-operator"),
+            "--namespace",
+            OPERATOR_NAMESPACE,
+            "--create-namespace",
+            "--kubeconfig",
+            str(kubeconfig),
+            "--set",
+            "replicaCount=0",
+            "--wait",
+            "--timeout",
+            "120s",
+        ],
+        check=True,
+    )
+
+
+def service_account_kubeconfig(bin_dir: Path, kubeconfig: Path, target: Path) -> Path:
+    """A kubeconfig with a token of the chart's ServiceAccount: the operator gets exactly its rights."""
+    token = kubectl(
+        bin_dir, kubeconfig, "-n", OPERATOR_NAMESPACE, "create", "token", RELEASE, "--duration=24h"
+    ).strip()
+    view = json.loads(kubectl(bin_dir, kubeconfig, "config", "view", "--raw", "--minify", "-o", "json"))
+    cluster = view["clusters"][0]["cluster"]
+    target.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "operator",
+                "clusters": [{"name": "c", "cluster": cluster}],
+                "users": [{"name": "operator", "user": {"token": token}}],
+                "contexts": [{"name": "operator", "context": {"cluster": "c", "user": "operator"}}],
+            }
+        )
+    )
+    return target
+
+
 def wait_ready(bin_dir: Path, kubeconfig: Path, timeout: float = 180) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -134,8 +193,8 @@ def main() -> int:
         kubeconfig = cluster.kubeconfig
     operator = None
     try:
-        say("installing the ServedModel CRD")
-        kubectl(bin_dir, kubeconfig, "apply", "--server-side", "-f", str(ROOT / "crds"))
+        say("installing the operator with its Helm chart (CRD, ServiceAccount, RBAC, Deployment)")
+        helm_install(kubeconfig)
         kubectl(bin_dir, kubeconfig, "wait", "--for=condition=Established", "crd/servedmodels.servedmodel.io")
         kubectl(bin_dir, kubeconfig, "create", "namespace", NAMESPACE, check=False)
 
@@ -147,13 +206,14 @@ def main() -> int:
             bin_dir, kubeconfig, "apply", "-f", "-", input=storage_manifest(models, local=cluster is not None)
         )
 
-        say("starting the operator (log: %s)" % (work / "operator.log"))
+        say(f"starting the operator as the chart's ServiceAccount (log: {work / 'operator.log'})")
+        sa_config = service_account_kubeconfig(bin_dir, kubeconfig, work / "operator.kubeconfig")
         log = open(work / "operator.log", "wb")
         operator = subprocess.Popen(
-            [sys.executable, "-m", "servedmodel_operator", "--liveness=", "--namespace", NAMESPACE],
+            [sys.executable, "-m", "servedmodel_operator", "--liveness="],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "KUBECONFIG": str(kubeconfig)},
+            env={**os.environ, "KUBECONFIG": str(sa_config)},
         )
 
         say("applying examples/minimal.yaml")
