@@ -21,6 +21,7 @@ from . import status as st
 from .constants import ANNOTATION_SPEC_HASH, GROUP, VERSION
 from .drift import needs_apply
 from .kube import ApiError, KubeApi
+from .labels import applied_labels, hold, pending_message, staged_labels
 from .modelserver import ModelServerPoller, VersionState, serving_verdict
 from .render import PRUNABLE_KINDS, endpoints, names, render, track_service_name
 from .render_export import (
@@ -91,7 +92,12 @@ class Reconciler:
 
         deployment = canary_deployment = None
         applied_any = False
-        desired_objects = render(spec, service_monitor_api=await self._service_monitor_api())
+        held: dict[str, tuple[int, int]] = {}
+        if spec.version_labels:
+            rendered, held = self._stage_labels(key, spec)
+        else:
+            rendered = spec
+        desired_objects = render(rendered, service_monitor_api=await self._service_monitor_api())
         for desired in desired_objects:
             kind, name = desired["kind"], desired["metadata"]["name"]
             live = self.cache.child(kind, spec.namespace, name)
@@ -129,6 +135,13 @@ class Reconciler:
                 "replicas", spec.autoscaling.min_replicas
             )
         conditions = st.rollout_conditions(deployment, desired_replicas)
+        if held:
+            conditions = [
+                st.Condition(st.PROGRESSING, True, "LabelsPending", pending_message(held))
+                if c.type == st.PROGRESSING and not c.status
+                else c
+                for c in conditions
+            ]
         versions = await self._model_server(
             key, sm, spec, deployment, conditions, "stable" if spec.canary else None
         )
@@ -159,6 +172,18 @@ class Reconciler:
         )
         if not (applied_any or wrote_status):
             log.debug("reconciled %s/%s: up to date", *key)
+
+    def _stage_labels(
+        self, key: Key, spec: ServedModelSpec
+    ) -> tuple[ServedModelSpec, dict[str, tuple[int, int]]]:
+        """Hold label moves until TF Serving reports the new version AVAILABLE (see labels.py)."""
+        previous = applied_labels(self.cache.child("ConfigMap", spec.namespace, names(spec)["configmap"]))
+        observed = None
+        if self.poller is not None:
+            observed, _ = self.poller.observed(key if spec.canary is None else (*key, "stable"))
+        available = {v.version for v in observed or [] if v.state == "AVAILABLE"}
+        labels, held = staged_labels(spec.version_labels, previous, available)
+        return (hold(spec, labels, held) if held else spec), held
 
     async def _model_server(
         self,

@@ -32,6 +32,8 @@ from .constants import (
 )
 from .spec import ServedModelSpec
 
+ANNOTATION_LABELS = "servedmodel.io/version-labels"  # the labels TF Serving was last given (labels.py)
+
 BATCHING_FILE = "batching.config"
 MONITORING_FILE = "monitoring.config"
 # ConfigMap keys TF Serving re-reads while running; every other key is read once at start-up, so a change
@@ -172,11 +174,13 @@ def _metadata(spec: ServedModelSpec, name: str, annotations: dict[str, str] | No
 
 
 def render_configmap(spec: ServedModelSpec, track: str = "stable") -> dict[str, Any]:
+    # The labels TF Serving is given, so the next reconcile knows which label would move (see labels.py).
+    labels = {ANNOTATION_LABELS: json.dumps(spec.version_labels, sort_keys=True)}
     return _stamp(
         {
             "apiVersion": "v1",
             "kind": "ConfigMap",
-            "metadata": _metadata(spec, names(spec, track)["configmap"]),
+            "metadata": _metadata(spec, names(spec, track)["configmap"], labels),
             "data": _config_files(spec),
         }
     )

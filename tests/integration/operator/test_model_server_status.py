@@ -136,3 +136,74 @@ def test_versions_and_load_failures_come_from_the_model_server(kube, operator, n
                 timeout=60,
                 what="Ready once 3 loads",
             )
+
+
+def test_a_moved_label_waits_until_its_version_is_available(kube, operator, namespace, tmp_path):
+    """Moving stable from 3 to 4 in the same edit that asks for 4: TF Serving would refuse the whole
+    config (reference 4.2), so the operator first serves 3 and 4 with stable on 3, then moves it."""
+    from tfserving_double import TFServingDouble
+
+    volume, config = tmp_path / "volume", tmp_path / "models.config"
+    publish(volume, "ranker", 3)
+    rest, grpc = free_port(), free_port()
+    kube.apply(pvc("models", namespace))
+    spec = {"ports": {"grpc": grpc, "rest": rest}}
+    kube.apply(
+        servedmodel(
+            "ranker",
+            namespace,
+            versionPolicy={"specific": {"versions": [3]}},
+            versionLabels={"stable": 3},
+            **spec,
+        )
+    )
+    with ConfigSync(kube, namespace, "ranker", volume, config) as sync:
+        eventually(sync.sync_once, what="ConfigMap rendered")
+        double = TFServingDouble(
+            model_config_file=str(config),
+            port=grpc,
+            rest_api_port=rest,
+            model_config_file_poll_wait_seconds=1,
+            file_system_poll_wait_seconds=1,
+            allow_version_labels_for_unavailable_models=True,
+            max_num_load_retries=0,
+            load_delay_seconds=3,
+        )
+        with double:
+            eventually(
+                lambda: (
+                    condition(kube.get("servedmodel", "ranker", namespace), "Ready").get("status") == "True"
+                ),
+                timeout=60,
+                what="Ready on 3",
+            )
+            publish(volume, "ranker", 4)
+            kube.apply(
+                servedmodel(
+                    "ranker",
+                    namespace,
+                    versionPolicy={"specific": {"versions": [4]}},
+                    versionLabels={"stable": 4},
+                    **spec,
+                )
+            )
+
+            def staged():
+                text = kube.get("configmap", "ranker-config", namespace)["data"]["models.config"]
+                return "specific { versions: 3 versions: 4 }" in text and 'key: "stable" value: 3' in text
+
+            eventually(staged, timeout=30, what="both versions served, label held on 3")
+            sm = kube.get("servedmodel", "ranker", namespace)
+            assert condition(sm, "Progressing").get("reason") in ("LabelsPending", "RollingOut")
+
+            def moved():
+                text = kube.get("configmap", "ranker-config", namespace)["data"]["models.config"]
+                return "specific { versions: 4 }" in text and 'key: "stable" value: 4' in text
+
+            eventually(moved, timeout=90, what="label moved to 4 once AVAILABLE")
+            assert double.manager.labels("ranker") == {"stable": 4} or eventually(
+                lambda: double.manager.labels("ranker") == {"stable": 4},
+                timeout=30,
+                what="server took the move",
+            )
+            assert not [line for line in double.logs if "not currently available for inference" in line]
