@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from .errors import PublishError, SourceError, VerificationError
-from .sources import Source
+from .sources import Source, refuse_symlinks
 
 Outputs = dict[str, np.ndarray]
 Predict = Callable[[Mapping[str, np.ndarray]], Outputs]
@@ -41,6 +41,7 @@ def export_keras(model: keras.Model, destination: Path) -> None:
 
 
 def copy_saved_model(source: Source, destination: Path) -> None:
+    refuse_symlinks(Path(source.path))
     try:
         shutil.copytree(source.path, destination, dirs_exist_ok=True)
     except (OSError, shutil.Error) as exc:

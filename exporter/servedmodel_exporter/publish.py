@@ -79,10 +79,17 @@ class ModelDir:
         self.root = Path(base_path) / model
 
     def ensure(self) -> None:
+        self._refuse_symlink()
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise PublishError(f"cannot create {self.root}: {exc.strerror or exc}") from exc
+        self._refuse_symlink()
+
+    def _refuse_symlink(self) -> None:
+        """Everything is written below <base>/<model>: a symlink there would put it anywhere."""
+        if self.root.is_symlink():
+            raise PublishError(f"{self.root} is a symlink; refusing to publish outside the base path")
 
     def versions(self) -> dict[int, Path]:
         """Published versions by number, as TF Serving would see them."""
@@ -109,7 +116,8 @@ class ModelDir:
     @contextmanager
     def lock(self) -> Iterator[None]:
         try:
-            fd = os.open(self.root / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+            # O_NOFOLLOW: a planted .lock symlink must not make us create a file elsewhere.
+            fd = os.open(self.root / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         except OSError as exc:
             raise PublishError(f"cannot open lock file in {self.root}: {exc.strerror or exc}") from exc
         try:

@@ -66,8 +66,17 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def refuse_symlinks(root: Path) -> None:
+    """A SavedModel folder holds files and folders only. A symlink could make the exporter publish (and
+    hash) whatever it points to, such as a pod's service-account token, so it is refused."""
+    for path in [root, *root.rglob("*")]:
+        if path.is_symlink():
+            raise SourceError(f"the SavedModel source contains a symlink, which is refused: {path}")
+
+
 def tree_sha256(root: Path) -> str:
     """Digest of a folder: sorted relative paths with each file's sha256, so it is stable across copies."""
+    refuse_symlinks(root)
     digest = hashlib.sha256()
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         digest.update(f"{path.relative_to(root).as_posix()}\0{file_sha256(path)}\n".encode())

@@ -37,7 +37,14 @@ def _same(desired: Any, live: Any, in_quantities: bool) -> bool:
             for k, v in desired.items()
         )
     if isinstance(desired, list):
-        if not isinstance(live, list) or len(desired) != len(live):
+        if not isinstance(live, list):
+            return _empty(desired) and _empty(live)
+        if desired and all(isinstance(d, dict) and "name" in d for d in desired):
+            # Merged by name, as server-side apply merges containers, volumes and env: others' entries
+            # (an injected sidecar) are theirs, and ours must each be there and unchanged.
+            by_name = {item.get("name"): item for item in live if isinstance(item, dict)}
+            return all(d["name"] in by_name and _same(d, by_name[d["name"]], False) for d in desired)
+        if len(desired) != len(live):
             return _empty(desired) and _empty(live)
         return all(_same(d, lv, False) for d, lv in zip(desired, live, strict=True))
     if desired == live:

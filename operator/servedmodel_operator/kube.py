@@ -48,7 +48,13 @@ class ApiError(Exception):
 
     @property
     def permanent(self) -> bool:
-        """The request itself is wrong (retrying the same object cannot help); 409/429/5xx are transient."""
+        """The request itself is wrong (retrying the same object cannot help); 409/429/5xx are transient,
+        except the 500s with which the API server refuses content it cannot even convert to the object's
+        type (a free-form field of the wrong shape): those never go away on retry."""
+        if self.status == 500:
+            return any(
+                text in self.message for text in ("failed to create typed patch object", "failed to convert")
+            )
         return 400 <= self.status < 500 and self.status not in (408, 409, 429)
 
     @property

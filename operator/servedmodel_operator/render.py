@@ -462,16 +462,7 @@ def render(spec: ServedModelSpec, service_monitor_api: bool = False) -> list[dic
     """
     stable = spec.stable_view() if spec.canary is not None else spec
     configmap = render_configmap(stable)
-    objects = [configmap, render_service(spec), render_deployment(stable, configmap)]
-    if spec.canary is not None:
-        canary = spec.canary_view()
-        canary_config = render_configmap(canary, "canary")
-        objects += [
-            canary_config,
-            render_deployment(canary, canary_config, "canary"),
-            render_service(spec, "stable"),
-            render_service(spec, "canary"),
-        ]
+    objects = [configmap, render_service(spec)]
     if spec.autoscaling is not None:
         objects.append(render_hpa(spec))
     if spec.min_replicas > 1:
@@ -483,6 +474,14 @@ def render(spec: ServedModelSpec, service_monitor_api: bool = False) -> list[dic
         and spec.monitoring.service_monitor
     ):
         objects.append(render_service_monitor(spec))
+    deployments = [render_deployment(stable, configmap)]
+    if spec.canary is not None:
+        canary = spec.canary_view()
+        canary_config = render_configmap(canary, "canary")
+        objects += [canary_config, render_service(spec, "stable"), render_service(spec, "canary")]
+        deployments.append(render_deployment(canary, canary_config, "canary"))
+    # Pods last: when the API server refuses any other child, no model server starts half-configured.
+    objects += deployments
     return objects
 
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SERVICE_CIDR = "10.96.0.0/24"
+SERVICE_CIDR = "10.96.0.0/20"  # 4094 Services: room for benchmarks with 1000 ServedModels
 NODE_NAME = "kwok-node-0"
 # An identity outside system:masters for the code under test: tests grant it exactly the rights they mean.
 OPERATOR_USER = "servedmodel-operator-test"

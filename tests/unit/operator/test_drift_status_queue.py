@@ -159,3 +159,27 @@ def test_work_queue_serialises_a_key_dedupes_and_retries():
     assert overlap == []
     assert seen.count("a") == 2
     assert seen.count("flaky") == 2
+
+
+def test_entries_others_add_to_named_lists_are_theirs():
+    """Containers, volumes and env merge by name under server-side apply: an injected sidecar is no drift."""
+    dep = rendered()[2]
+    live = as_served(dep)
+    pod = live["spec"]["template"]["spec"]
+    pod["containers"].append({"name": "istio-proxy", "image": "proxy"})
+    pod["volumes"].insert(0, {"name": "istio-certs", "emptyDir": {}})
+    assert not needs_apply(dep, live)
+    pod["containers"][0]["args"] = ["--port=1"]
+    assert needs_apply(dep, live)
+    del pod["containers"][0]
+    assert needs_apply(dep, live)  # ours is gone
+
+
+def test_content_the_api_server_cannot_convert_is_a_permanent_error():
+    from servedmodel_operator.kube import ApiError
+
+    assert ApiError(
+        500, "failed to create typed patch object (ns/m; apps/v1, Kind=Deployment): .spec..."
+    ).permanent
+    assert not ApiError(500, "etcdserver: request timed out").permanent
+    assert ApiError(422, "invalid").permanent and not ApiError(409, "conflict").permanent

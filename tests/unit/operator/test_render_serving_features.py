@@ -147,11 +147,11 @@ def test_autoscaling_renders_an_hpa_and_leaves_replicas_to_it():
     assert kinds(objects) == [
         "ConfigMap",
         "Service",
-        "Deployment",
         "HorizontalPodAutoscaler",
         "PodDisruptionBudget",
+        "Deployment",  # pods last: a refused autoscaler or budget stops the apply before any pod starts
     ]
-    dep, hpa, pdb = objects[2], objects[3], objects[4]
+    hpa, pdb, dep = objects[2], objects[3], objects[4]
     assert "replicas" not in dep["spec"]
     assert hpa["apiVersion"] == "autoscaling/v2"
     assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "m"}

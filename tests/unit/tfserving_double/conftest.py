@@ -42,8 +42,10 @@ def model_config(*models: dict) -> str:
     parts = []
     for m in models:
         extra = m.get("extra", "")
-        parts.append(f'  config {{\n    name: "{m["name"]}"\n    base_path: "{m["base_path"]}"\n'
-                     f'    model_platform: "tensorflow"\n{extra}  }}\n')
+        parts.append(
+            f'  config {{\n    name: "{m["name"]}"\n    base_path: "{m["base_path"]}"\n'
+            f'    model_platform: "tensorflow"\n{extra}  }}\n'
+        )
     return "model_config_list {\n" + "".join(parts) + "}\n"
 
 
@@ -100,8 +102,12 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TFServingDouble
     """Like ``served`` but one per test module, for tests that only read (saves a start/stop per test)."""
     base = tmp_path_factory.mktemp("shared") / "m"
     add_version(base, 1)
-    d = TFServingDouble(model_name="m", model_base_path=str(base), file_system_poll_wait_seconds=FAST_POLL,
-                        max_num_load_retries=0)
+    d = TFServingDouble(
+        model_name="m",
+        model_base_path=str(base),
+        file_system_poll_wait_seconds=FAST_POLL,
+        max_num_load_retries=0,
+    )
     try:
         yield d.start(timeout=30)
     finally:

@@ -24,13 +24,27 @@ def _free_port() -> int:
 
 def _run(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True,
-                          timeout=timeout, env=env, check=False)
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        check=False,
+    )
 
 
-@pytest.mark.parametrize("arg", ["--port=abc", "--enable_batching=1", "--rest_api_port=1.5",
-                                 "--file_system_poll_wait_seconds=", "--enable_model_warmup=yes",
-                                 "--port=99999999999"])
+@pytest.mark.parametrize(
+    "arg",
+    [
+        "--port=abc",
+        "--enable_batching=1",
+        "--rest_api_port=1.5",
+        "--file_system_poll_wait_seconds=",
+        "--enable_model_warmup=yes",
+        "--port=99999999999",
+    ],
+)
 def test_bad_flag_value_exits_255_with_usage(arg: str) -> None:
     p = _run(arg, "--model_base_path=/nonexistent")
     assert p.returncode == 255
@@ -41,9 +55,11 @@ def test_bad_flag_value_exits_255_with_usage(arg: str) -> None:
 def test_no_model_exits_255() -> None:
     p = _run()
     assert p.returncode == 255
-    assert p.stdout.strip().endswith("Failed to start server. Error: INVALID_ARGUMENT: Both "
-                                     "server_options.model_base_path and server_options.model_config_file "
-                                     "are empty!")
+    assert p.stdout.strip().endswith(
+        "Failed to start server. Error: INVALID_ARGUMENT: Both "
+        "server_options.model_base_path and server_options.model_config_file "
+        "are empty!"
+    )
 
 
 def test_unknown_arguments_are_reported_not_fatal() -> None:
@@ -59,8 +75,10 @@ def test_batching_file_requires_enable_batching(tmp_path: Path) -> None:
     bp.write_text("max_batch_size { value: 128 }\nbatch_timeout_micros { value: 0 }\n")
     p = _run(f"--batching_parameters_file={bp}", "--model_base_path=/models/m")
     assert p.returncode == 255
-    assert ("Failed to start server. Error: INVALID_ARGUMENT: server_options.batching_parameters_file is set "
-            "without setting server_options.enable_batching to true.") in p.stdout
+    assert (
+        "Failed to start server. Error: INVALID_ARGUMENT: server_options.batching_parameters_file is set "
+        "without setting server_options.enable_batching to true."
+    ) in p.stdout
     bad = tmp_path / "bad.config"
     bad.write_text("max_batch_size: 128\n")  # wrappers need { value: N }
     p = _run("--enable_batching", f"--batching_parameters_file={bad}", "--model_base_path=/models/m")
@@ -89,8 +107,14 @@ def test_initial_load_failure_exits_255(tmp_path: Path) -> None:
     base = tmp_path / "m"
     add_version(base, 1, loadable=False)
     grpc, rest = _free_port(), _free_port()
-    p = _run(f"--port={grpc}", f"--rest_api_port={rest}", "--model_name=m", f"--model_base_path={base}",
-             "--max_num_load_retries=0", timeout=60)
+    p = _run(
+        f"--port={grpc}",
+        f"--rest_api_port={rest}",
+        "--model_name=m",
+        f"--model_base_path={base}",
+        "--max_num_load_retries=0",
+        timeout=60,
+    )
     assert p.returncode == 255
     assert "Failed to start server. Error: UNKNOWN: Some models did not become available: {m}" in p.stdout
     assert "cannot be loaded: NOT_FOUND: Could not find SavedModel" in p.stderr
@@ -104,19 +128,35 @@ def test_serves_and_last_flag_wins(tmp_path: Path) -> None:
     mon = tmp_path / "monitoring.config"
     mon.write_text("prometheus_config { enable: true }\n")
     grpc, rest = _free_port(), _free_port()
-    args = [f"--port={grpc}", "--rest_api_port=1", f"--rest_api_port={rest}", "--model_name=m",
-            f"--model_base_path={base}", "--enable_batching", f"--batching_parameters_file={bp}",
-            f"--monitoring_config_file={mon}", "--unknown_flag=x"]
+    args = [
+        f"--port={grpc}",
+        "--rest_api_port=1",
+        f"--rest_api_port={rest}",
+        "--model_name=m",
+        f"--model_base_path={base}",
+        "--enable_batching",
+        f"--batching_parameters_file={bp}",
+        f"--monitoring_config_file={mon}",
+        "--unknown_flag=x",
+    ]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    proc = subprocess.Popen([sys.executable, str(SCRIPT), *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, str(SCRIPT), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         assert wait_until(lambda: port_open(rest) or proc.poll() is not None, timeout=40)
         assert proc.poll() is None, proc.communicate()
         assert port_open(grpc)
         r = requests.get(f"http://127.0.0.1:{rest}/v1/models/m", timeout=5)
         assert r.json()["model_version_status"][0] == {
-            "version": "3", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
+            "version": "3",
+            "state": "AVAILABLE",
+            "status": {"error_code": "OK", "error_message": ""},
+        }
         metrics = requests.get(f"http://127.0.0.1:{rest}/monitoring/prometheus/metrics", timeout=5)
         assert metrics.status_code == 200
     finally:
@@ -127,9 +167,18 @@ def test_serves_and_last_flag_wins(tmp_path: Path) -> None:
 
 
 def test_flag_parsing_rules() -> None:
-    values, unknown, ok = parse_flags(["--rest_api_port=8501", "--rest_api_port=9000", "--enable_batching",
-                                       "--enable_model_warmup=false", "-port=1", "--port", "--model_name=",
-                                       "--double_load_delay_seconds=0.5"])
+    values, unknown, ok = parse_flags(
+        [
+            "--rest_api_port=8501",
+            "--rest_api_port=9000",
+            "--enable_batching",
+            "--enable_model_warmup=false",
+            "-port=1",
+            "--port",
+            "--model_name=",
+            "--double_load_delay_seconds=0.5",
+        ]
+    )
     assert ok and unknown == ["-port=1", "--port"]
     flags = (values["rest_api_port"], values["enable_batching"], values["enable_model_warmup"])
     assert flags == (9000, True, False)

@@ -15,9 +15,16 @@ def labelled(make_double, base: Path, tmp_path: Path):
     for v in (1, 2):
         add_version(base, v)
     cfg = tmp_path / "models.config"
-    cfg.write_text(model_config({"name": "m", "base_path": base,
-                                 "extra": "    model_version_policy { all {} }\n"
-                                          '    version_labels { key: "stable" value: 1 }\n'}))
+    cfg.write_text(
+        model_config(
+            {
+                "name": "m",
+                "base_path": base,
+                "extra": "    model_version_policy { all {} }\n"
+                '    version_labels { key: "stable" value: 1 }\n',
+            }
+        )
+    )
     return make_double(model_config_file=str(cfg), allow_version_labels_for_unavailable_models=True).start()
 
 
@@ -28,8 +35,14 @@ def test_metadata_shape(shared) -> None:
     assert body["model_spec"] == {"name": "m", "signature_name": "", "version": "1"}
     sig = body["metadata"]["signature_def"]["signature_def"]["serving_default"]
     assert sig["method_name"] == "tensorflow/serving/predict"
-    assert sig["inputs"]["x"] == {"dtype": "DT_FLOAT", "name": "x:0", "tensor_shape": {
-        "dim": [{"size": "-1", "name": ""}, {"size": "1", "name": ""}], "unknown_rank": False}}
+    assert sig["inputs"]["x"] == {
+        "dtype": "DT_FLOAT",
+        "name": "x:0",
+        "tensor_shape": {
+            "dim": [{"size": "-1", "name": ""}, {"size": "1", "name": ""}],
+            "unknown_rank": False,
+        },
+    }
     assert sig["outputs"]["y"]["name"] == "y:0"
     assert r.text.startswith('{\n"model_spec":{\n "name": "m"'), "hand-concatenated, 1-space pretty-printed"
 
@@ -94,8 +107,10 @@ def test_predict_by_version_and_label(labelled) -> None:
     assert requests.post(f"{u}/v1/models/m/versions/2:predict", json=body, timeout=5).status_code == 200
     assert requests.post(f"{u}/v1/models/m/labels/stable:predict", json=body, timeout=5).status_code == 200
     missing = requests.post(f"{u}/v1/models/m/versions/3:predict", json=body, timeout=5)
-    assert (missing.status_code, missing.json()) == (404, {"error": "Servable not found for request: "
-                                                                    "Specific(m, 3)"})
+    assert (missing.status_code, missing.json()) == (
+        404,
+        {"error": "Servable not found for request: Specific(m, 3)"},
+    )
     label = requests.post(f"{u}/v1/models/m/labels/canary:predict", json=body, timeout=5)
     assert label.status_code == 400
     assert label.json() == {"error": "Unrecognized servable version label: canary"}
@@ -127,13 +142,16 @@ def test_predict_request_errors(shared) -> None:
 
     assert err({"signature_name": "serving_default"}) == (400, "Missing 'inputs' or 'instances' key")
     code, message = err({"instances": [1.0], "inputs": [1.0]})
-    assert code == 400 and message.endswith("Not formatted correctly expecting only one of 'inputs' or "
-                                            "'instances' keys to exist ")
+    assert code == 400 and message.endswith(
+        "Not formatted correctly expecting only one of 'inputs' or 'instances' keys to exist "
+    )
     code, message = err({"signature_name": 3, "instances": [1.0]})
     assert code == 400
     assert message.endswith("not formatted correctly. 'signature_name' key must be a string value.")
     assert err({"signature_name": "nope", "instances": [1.0]}) == (
-        400, 'Serving signature name: "nope" not found in signature def')
+        400,
+        'Serving signature name: "nope" not found in signature def',
+    )
     code, message = err({"instances": ["abc"]})
     assert code == 400 and "is not of expected type: float" in message
     assert err({"inputs": {"z": [1.0]}}) == (400, "Missing named input: x in 'inputs' object.")
@@ -142,8 +160,9 @@ def test_predict_request_errors(shared) -> None:
 
 
 def test_nan_and_infinity_accepted(shared) -> None:
-    r = requests.post(f"{shared.rest_url}/v1/models/m:predict", data=b'{"instances": [NaN, Infinity]}',
-                      timeout=5)
+    r = requests.post(
+        f"{shared.rest_url}/v1/models/m:predict", data=b'{"instances": [NaN, Infinity]}', timeout=5
+    )
     assert r.status_code == 200 and "NaN" in r.text and "Infinity" in r.text
 
 
@@ -159,6 +178,7 @@ def test_classify_parses_whole_body_before_lookup(shared) -> None:
     r = requests.post(f"{shared.rest_url}/v1/models/unknown:classify", json={"context": {}}, timeout=5)
     assert r.status_code == 400
     assert r.json()["error"].endswith("When method is classify, key 'examples' is expected and was not found")
-    r = requests.post(f"{shared.rest_url}/v1/models/unknown:regress", json={"examples": [{"x": 1.0}]},
-                      timeout=5)
+    r = requests.post(
+        f"{shared.rest_url}/v1/models/unknown:regress", json={"examples": [{"x": 1.0}]}, timeout=5
+    )
     assert r.status_code == 404 and r.json() == {"error": "Servable not found for request: Latest(unknown)"}

@@ -37,8 +37,11 @@ def test_metrics_exposition(monitored) -> None:
     assert ':tensorflow:serving:request_count{model_name="m",status="OK"} 4\n' in text
     assert ':tensorflow:serving:request_count{model_name="nope",status="NOT_FOUND"} 1\n' in text
     assert "# TYPE :tensorflow:serving:request_latency histogram" in text
-    assert re.search(r':tensorflow:serving:request_latency_bucket\{model_name="m",API="predict",'
-                     r'entrypoint="REST",le="\+Inf"\} 1\n', text)
+    assert re.search(
+        r':tensorflow:serving:request_latency_bucket\{model_name="m",API="predict",'
+        r'entrypoint="REST",le="\+Inf"\} 1\n',
+        text,
+    )
     path = monitored.manager.version_states("m")[1].path
     assert f':tensorflow:cc:saved_model:load_attempt_count{{model_path="{path}",status="success"}} 1' in text
     for line in text.splitlines():
@@ -48,8 +51,9 @@ def test_metrics_exposition(monitored) -> None:
 def test_metrics_path_with_query_is_400(monitored) -> None:
     r = requests.get(f"{monitored.rest_url}/monitoring/prometheus/metrics?x", timeout=5)
     assert r.status_code == 400 and r.headers["Content-Type"] == "text/plain"
-    assert r.text == ("Unexpected path: /monitoring/prometheus/metrics?x. "
-                      "Should be /monitoring/prometheus/metrics")
+    assert r.text == (
+        "Unexpected path: /monitoring/prometheus/metrics?x. Should be /monitoring/prometheus/metrics"
+    )
 
 
 def test_custom_metrics_path(make_double, base: Path, tmp_path: Path) -> None:
@@ -61,8 +65,9 @@ def test_custom_metrics_path(make_double, base: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("text", [None, "prometheus_config { enable: false }"])
-def test_metrics_off_without_enabled_config(make_double, base: Path, tmp_path: Path,
-                                            text: str | None) -> None:
+def test_metrics_off_without_enabled_config(
+    make_double, base: Path, tmp_path: Path, text: str | None
+) -> None:
     add_version(base, 1)
     mon = None if text is None else _monitoring(tmp_path, text)
     d = make_double(model_name="m", model_base_path=str(base), monitoring_config_file=mon).start()
@@ -73,8 +78,9 @@ def test_metrics_off_without_enabled_config(make_double, base: Path, tmp_path: P
 def test_metrics_need_rest(make_double, base: Path, tmp_path: Path) -> None:
     add_version(base, 1)
     mon = _monitoring(tmp_path, "prometheus_config { enable: true }")
-    d = make_double(model_name="m", model_base_path=str(base), monitoring_config_file=mon,
-                    rest_api_port=None).start()
+    d = make_double(
+        model_name="m", model_base_path=str(base), monitoring_config_file=mon, rest_api_port=None
+    ).start()
     assert d.prometheus_path is None and d.rest_port is None
 
 

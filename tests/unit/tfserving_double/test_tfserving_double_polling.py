@@ -22,9 +22,24 @@ def _status(d, name: str = "m") -> dict[str, str]:
 
 @pytest.mark.parametrize(
     ("name", "version"),
-    [("1", 1), ("00000123", 123), (" 42 ", 42), ("-3", -3), ("9223372036854775807", 2**63 - 1),
-     ("9223372036854775808", None), ("temp-123", None), ("123.tmp", None), (".123", None), ("v1", None),
-     ("1.0", None), ("_tmp", None), ("+1", None), ("", None), ("１", None), ("1_000", None)],
+    [
+        ("1", 1),
+        ("00000123", 123),
+        (" 42 ", 42),
+        ("-3", -3),
+        ("9223372036854775807", 2**63 - 1),
+        ("9223372036854775808", None),
+        ("temp-123", None),
+        ("123.tmp", None),
+        (".123", None),
+        ("v1", None),
+        ("1.0", None),
+        ("_tmp", None),
+        ("+1", None),
+        ("", None),
+        ("１", None),
+        ("1_000", None),
+    ],
 )
 def test_safe_strto64_rules(name: str, version: int | None) -> None:
     assert parse_version_dir(name) == version
@@ -109,12 +124,21 @@ def test_duplicate_and_missing_specific_versions_warn(make_double, base: Path, t
     add_version(base, 1)
     add_version(base, "01")
     cfg = tmp_path / "models.config"
-    cfg.write_text(model_config({"name": "m", "base_path": base,
-                                 "extra": "model_version_policy { specific { versions: 1 versions: 4 } }\n"}))
+    cfg.write_text(
+        model_config(
+            {
+                "name": "m",
+                "base_path": base,
+                "extra": "model_version_policy { specific { versions: 1 versions: 4 } }\n",
+            }
+        )
+    )
     d = make_double(model_config_file=str(cfg)).start()
     assert any("Duplicate version directories detected" in line for line in d.logs)
-    assert any("Version 4 of servable m, which was requested to be served as a 'specific' version" in line
-               for line in d.logs)
+    assert any(
+        "Version 4 of servable m, which was requested to be served as a 'specific' version" in line
+        for line in d.logs
+    )
     assert _states(d) == {1: "AVAILABLE"}
 
 
@@ -125,11 +149,25 @@ def test_config_reload_changes_policy(make_double, base: Path, tmp_path: Path) -
     cfg.write_text(model_config({"name": "m", "base_path": base}))
     d = make_double(model_config_file=str(cfg), model_config_file_poll_wait_seconds=0.3).start()
     assert _states(d) == {3: "AVAILABLE"}
-    cfg.write_text(model_config({"name": "m", "base_path": base,
-                                 "extra": "    model_version_policy { specific { versions: 1 } }\n"}))
+    cfg.write_text(
+        model_config(
+            {
+                "name": "m",
+                "base_path": base,
+                "extra": "    model_version_policy { specific { versions: 1 } }\n",
+            }
+        )
+    )
     assert d.wait_for_state("m", 1, "AVAILABLE", timeout=10) and d.wait_for_state("m", 3, "END", timeout=10)
-    cfg.write_text(model_config({"name": "m", "base_path": base,
-                                 "extra": "    model_version_policy { latest { num_versions: 2 } }\n"}))
+    cfg.write_text(
+        model_config(
+            {
+                "name": "m",
+                "base_path": base,
+                "extra": "    model_version_policy { latest { num_versions: 2 } }\n",
+            }
+        )
+    )
     assert wait_until(lambda: _states(d) == {1: "END", 2: "AVAILABLE", 3: "AVAILABLE"}, timeout=10)
 
 
@@ -159,7 +197,8 @@ def test_config_reload_adds_model_and_waits(make_double, base: Path, tmp_path: P
 
 def _labels_cfg(cfg: Path, base: Path, labels: dict[str, int]) -> None:
     extra = "    model_version_policy { all {} }\n" + "".join(
-        f'    version_labels {{ key: "{k}" value: {v} }}\n' for k, v in labels.items())
+        f'    version_labels {{ key: "{k}" value: {v} }}\n' for k, v in labels.items()
+    )
     cfg.write_text(model_config({"name": "m", "base_path": base, "extra": extra}))
 
 
@@ -173,8 +212,9 @@ def test_label_rules_without_allow_flag(make_double, base: Path, tmp_path: Path)
     _labels_cfg(cfg, base, {"stable": 1, "canary": 2})  # version 2 does not exist yet
     err = d.reload_config_now()
     assert err is not None and err.code == "FAILED_PRECONDITION"
-    assert err.message == ("Request to assign label to version 2 of model m, which is not currently "
-                           "available for inference")
+    assert err.message == (
+        "Request to assign label to version 2 of model m, which is not currently available for inference"
+    )
     assert d.manager.labels("m") == {"stable": 1}
     add_version(base, 2)
     assert d.wait_for_state("m", 2, "AVAILABLE", timeout=10)

@@ -8,8 +8,9 @@ import pytest
 import requests
 import tfserving_double as tsd
 
-NOT_FOUND_PAGE = ("<HTML><HEAD>\n<TITLE>404 Not Found</TITLE>\n</HEAD><BODY>\n<H1>Not Found</H1>\n"
-                  "</BODY></HTML>\n")
+NOT_FOUND_PAGE = (
+    "<HTML><HEAD>\n<TITLE>404 Not Found</TITLE>\n</HEAD><BODY>\n<H1>Not Found</H1>\n</BODY></HTML>\n"
+)
 
 
 def _raw(port: int, request: bytes) -> bytes:
@@ -26,9 +27,17 @@ def _raw(port: int, request: bytes) -> bytes:
 
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("PUT", "/v1/models/m"), ("GET", "/v1/models/m:predict"), ("POST", "/v1/models/m"),
-     ("DELETE", "/v1/models/m"), ("PATCH", "/v1/models/m"), ("GET", "/v1/models/m/"),
-     ("POST", "/v1/models/m:PREDICT"), ("GET", "/v1/other"), ("GET", "/v1/models/m/versions/x")],
+    [
+        ("PUT", "/v1/models/m"),
+        ("GET", "/v1/models/m:predict"),
+        ("POST", "/v1/models/m"),
+        ("DELETE", "/v1/models/m"),
+        ("PATCH", "/v1/models/m"),
+        ("GET", "/v1/models/m/"),
+        ("POST", "/v1/models/m:PREDICT"),
+        ("GET", "/v1/other"),
+        ("GET", "/v1/models/m/versions/x"),
+    ],
 )
 def test_malformed_under_v1(shared, method: str, path: str) -> None:
     r = requests.request(method, shared.rest_url + path, timeout=5)
@@ -73,8 +82,10 @@ def test_trace_and_connect_501(shared, method: bytes) -> None:
     resp = _raw(shared.rest_port, method + b" /v1/models/m HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     head, _, body = resp.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 501")
-    assert body.decode() == ("<HTML><HEAD>\n<TITLE>501 Not Implemented</TITLE>\n</HEAD><BODY>\n"
-                             "<H1>Not Implemented</H1>\n</BODY></HTML>\n")
+    assert body.decode() == (
+        "<HTML><HEAD>\n<TITLE>501 Not Implemented</TITLE>\n</HEAD><BODY>\n"
+        "<H1>Not Implemented</H1>\n</BODY></HTML>\n"
+    )
 
 
 def test_version_overflow_is_400_with_empty_body(shared) -> None:
@@ -117,11 +128,25 @@ def test_no_cors_headers_by_default(shared) -> None:
 
 
 def test_status_to_http_mapping_matches_reference() -> None:
-    expected = {"OK": 200, "CANCELLED": 499, "UNKNOWN": 500, "INVALID_ARGUMENT": 400,
-                "DEADLINE_EXCEEDED": 504, "NOT_FOUND": 404, "ALREADY_EXISTS": 409, "PERMISSION_DENIED": 403,
-                "RESOURCE_EXHAUSTED": 429,
-                "FAILED_PRECONDITION": 400, "ABORTED": 409, "OUT_OF_RANGE": 400, "UNIMPLEMENTED": 501,
-                "INTERNAL": 500, "UNAVAILABLE": 503, "DATA_LOSS": 500, "UNAUTHENTICATED": 401}
+    expected = {
+        "OK": 200,
+        "CANCELLED": 499,
+        "UNKNOWN": 500,
+        "INVALID_ARGUMENT": 400,
+        "DEADLINE_EXCEEDED": 504,
+        "NOT_FOUND": 404,
+        "ALREADY_EXISTS": 409,
+        "PERMISSION_DENIED": 403,
+        "RESOURCE_EXHAUSTED": 429,
+        "FAILED_PRECONDITION": 400,
+        "ABORTED": 409,
+        "OUT_OF_RANGE": 400,
+        "UNIMPLEMENTED": 501,
+        "INTERNAL": 500,
+        "UNAVAILABLE": 503,
+        "DATA_LOSS": 500,
+        "UNAUTHENTICATED": 401,
+    }
     assert tsd.HTTP_FOR_CODE == expected
     from tensorflow.core.protobuf import error_codes_pb2
 

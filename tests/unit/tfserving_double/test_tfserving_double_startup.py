@@ -30,8 +30,13 @@ def test_every_configured_model_must_be_available(make_double, tmp_path: Path) -
     cfg = tmp_path / "models.config"
     cfg.write_text(model_config({"name": "a", "base_path": a}, {"name": "b", "base_path": b}))
     d = make_double(model_config_file=str(cfg)).start(wait=False)
-    assert wait_until(lambda: d.manager.version_states("a").get(1) is not None
-                      and d.manager.version_states("a")[1].state == "AVAILABLE", timeout=15)
+    assert wait_until(
+        lambda: (
+            d.manager.version_states("a").get(1) is not None
+            and d.manager.version_states("a")[1].state == "AVAILABLE"
+        ),
+        timeout=15,
+    )
     assert not d.wait_ready(timeout=0.6), "must keep waiting for model b"
     assert not port_open(d.rest_port)
     add_version(b, 3)
@@ -42,8 +47,10 @@ def test_every_configured_model_must_be_available(make_double, tmp_path: Path) -
 def test_no_versions_blocks_with_warning(make_double, base: Path) -> None:
     (base / "temp-123").mkdir()  # non-numeric: ignored
     d = make_double(model_name="m", model_base_path=str(base)).start(wait=False)
-    warning = (f"No versions of servable m found under base path {base}. Did you forget to name your leaf "
-               f"directory as a number (eg. '/1/')?")
+    warning = (
+        f"No versions of servable m found under base path {base}. Did you forget to name your leaf "
+        f"directory as a number (eg. '/1/')?"
+    )
     assert wait_until(lambda: any(warning in line and ": W " in line for line in d.logs), timeout=15)
     assert not d.wait_ready(timeout=0.5) and d.startup_error is None
     assert not port_open(d.grpc_port) and not port_open(d.rest_port)
@@ -54,8 +61,10 @@ def test_no_versions_blocks_with_warning(make_double, base: Path) -> None:
 def test_missing_base_path_keeps_waiting(make_double, tmp_path: Path) -> None:
     missing = tmp_path / "nope"
     d = make_double(model_name="m", model_base_path=str(missing)).start(wait=False)
-    expected = ("FileSystemStoragePathSource encountered a filesystem access error: Could not find base path "
-                f"{missing} for servable m")
+    expected = (
+        "FileSystemStoragePathSource encountered a filesystem access error: Could not find base path "
+        f"{missing} for servable m"
+    )
     assert wait_until(lambda: any(expected in line for line in d.logs), timeout=15)
     assert not d.wait_ready(timeout=0.3)
     add_version(missing, 1)
@@ -86,10 +95,16 @@ def test_initial_load_failure_is_a_startup_error(make_double, base: Path) -> Non
 
 def test_load_retries_keep_loading_until_the_file_appears(make_double, base: Path) -> None:
     vdir = add_version(base, 1, loadable=False)
-    d = make_double(model_name="m", model_base_path=str(base), max_num_load_retries=5,
-                    load_retry_interval_seconds=0.3).start(wait=False)
-    assert wait_until(lambda: d.manager.version_states("m").get(1) is not None
-                      and d.manager.version_states("m")[1].state == "LOADING", timeout=15)
+    d = make_double(
+        model_name="m", model_base_path=str(base), max_num_load_retries=5, load_retry_interval_seconds=0.3
+    ).start(wait=False)
+    assert wait_until(
+        lambda: (
+            d.manager.version_states("m").get(1) is not None
+            and d.manager.version_states("m")[1].state == "LOADING"
+        ),
+        timeout=15,
+    )
     (vdir / "saved_model.pbtxt").write_text("")  # a .pbtxt is accepted too
     assert d.wait_ready(timeout=10)
 
@@ -97,12 +112,17 @@ def test_load_retries_keep_loading_until_the_file_appears(make_double, base: Pat
 def test_initial_labels_need_the_allow_flag(make_double, base: Path, tmp_path: Path) -> None:
     add_version(base, 1)
     cfg = tmp_path / "models.config"
-    cfg.write_text(model_config({"name": "m", "base_path": base,
-                                 "extra": '    version_labels { key: "stable" value: 1 }\n'}))
+    cfg.write_text(
+        model_config(
+            {"name": "m", "base_path": base, "extra": '    version_labels { key: "stable" value: 1 }\n'}
+        )
+    )
     with pytest.raises(StartupError) as err:
         make_double(model_config_file=str(cfg)).start(timeout=15)
-    assert str(err.value) == ("FAILED_PRECONDITION: Request to assign label to version 1 of model m, which "
-                              "is not currently available for inference")
+    assert str(err.value) == (
+        "FAILED_PRECONDITION: Request to assign label to version 1 of model m, which "
+        "is not currently available for inference"
+    )
     d = make_double(model_config_file=str(cfg), allow_version_labels_for_unavailable_models=True)
     d.start(timeout=15)
     r = requests.get(f"{d.rest_url}/v1/models/m/labels/stable/metadata", timeout=5)
@@ -112,8 +132,11 @@ def test_initial_labels_need_the_allow_flag(make_double, base: Path, tmp_path: P
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        ("", "Illegal setting neither ModelServerConfig::model_type (deprecated) nor "
-             "ModelServerConfig::model_platform."),
+        (
+            "",
+            "Illegal setting neither ModelServerConfig::model_type (deprecated) nor "
+            "ModelServerConfig::model_platform.",
+        ),
         ('    model_platform: "tensorflow"\n', None),
     ],
 )
@@ -132,12 +155,15 @@ def test_config_validation(make_double, base: Path, tmp_path: Path, extra: str, 
 
 def test_duplicate_relative_and_unsupported_models_rejected(make_double, base: Path, tmp_path: Path) -> None:
     cases = {
-        model_config({"name": "m", "base_path": base}, {"name": "m", "base_path": base}):
-            "Illegal to list model m multiple times in config list",
-        model_config({"name": "m", "base_path": "relative/m"}):
-            "Expected model m to have an absolute path or URI; got base_path()=relative/m",
-        model_config({"name": "m", "base_path": base}).replace('"tensorflow"', '"onnx"'):
-            "Model m requests unsupported platform onnx",
+        model_config(
+            {"name": "m", "base_path": base}, {"name": "m", "base_path": base}
+        ): "Illegal to list model m multiple times in config list",
+        model_config(
+            {"name": "m", "base_path": "relative/m"}
+        ): "Expected model m to have an absolute path or URI; got base_path()=relative/m",
+        model_config({"name": "m", "base_path": base}).replace(
+            '"tensorflow"', '"onnx"'
+        ): "Model m requests unsupported platform onnx",
     }
     for i, (text, message) in enumerate(cases.items()):
         cfg = tmp_path / f"c{i}.config"

@@ -75,7 +75,8 @@ def test_loading_state_reported_with_200(make_double, base: Path) -> None:
     r = requests.get(f"{d.rest_url}/v1/models/m/versions/2", timeout=5)
     assert r.status_code == 200
     assert r.json()["model_version_status"] == [
-        {"version": "2", "state": "LOADING", "status": {"error_code": "OK", "error_message": ""}}]
+        {"version": "2", "state": "LOADING", "status": {"error_code": "OK", "error_message": ""}}
+    ]
     assert d.wait_for_state("m", 2, "AVAILABLE", timeout=10)
 
 

@@ -1,0 +1,60 @@
+"""e2e fixtures: the installed product, driven with the tools a user has (helm 4, kubectl 1.35).
+
+helm and kubectl come from tools/helm/fetch.sh (a PyPI wheel, cached outside the clone), together with the
+offline Kubernetes JSON schemas of kubernetes-validate. The control plane is the session `cluster` fixture of
+tests/conftest.py. Nothing here skips: a missing tool fails the tests that need it, with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from e2ehelpers import ROOT, ChartOperator, UserTools
+from localcluster import LocalCluster
+
+
+@pytest.fixture(scope="session")
+def tools_dir() -> Path:
+    proc = subprocess.run(
+        ["bash", str(ROOT / "tools" / "helm" / "fetch.sh")],
+        stdout=subprocess.PIPE,
+        text=True,
+        # This Python later runs kubernetes-validate from the folder's pylib/, so it installs it there.
+        env={**os.environ, "PYTHON": sys.executable},
+    )
+    assert proc.returncode == 0, "tools/helm/fetch.sh failed (see its log above)"
+    path = Path(proc.stdout.strip().splitlines()[-1])
+    assert (path / "helm").is_file() and (path / "kubectl").is_file(), f"no helm/kubectl in {path}"
+    return path
+
+
+@pytest.fixture(scope="session")
+def user(tools_dir: Path) -> UserTools:
+    """helm/kubectl without a cluster (rendering, linting)."""
+    return UserTools(tools_dir)
+
+
+@pytest.fixture(scope="session")
+def admin(tools_dir: Path, cluster: LocalCluster, crd: None) -> UserTools:
+    """helm/kubectl against the local control plane, as its admin; the ServedModel CRD is installed."""
+    return UserTools(tools_dir, cluster.kubeconfig)
+
+
+@pytest.fixture
+def start_operator(tmp_path: Path) -> Iterator:
+    started: list[ChartOperator] = []
+
+    def start(kubeconfig: Path, args: list[str], name: str = "operator") -> ChartOperator:
+        op = ChartOperator(kubeconfig, tmp_path / f"{name}.log", args)
+        started.append(op)
+        op.wait_live()
+        return op
+
+    yield start
+    for op in started:
+        op.stop()

@@ -1,0 +1,92 @@
+"""dist/install.yaml: generated from the chart, applied and deleted with kubectl, idempotent; and the GitOps
+kustomization that lists it."""
+
+from __future__ import annotations
+
+import subprocess
+
+from e2ehelpers import CRD_NAME, ROOT, SYSTEM_NAMESPACE, UserTools, docs, wait_for
+
+DIST = ROOT / "dist" / "install.yaml"
+CRD = ROOT / "crds" / "servedmodel.io_servedmodels.yaml"
+
+
+def test_dist_install_yaml_is_rendered_from_the_current_chart(user: UserTools):
+    proc = subprocess.run(
+        ["bash", str(ROOT / "tools" / "helm" / "render.sh"), "--stdout"],
+        capture_output=True,
+        text=True,
+        env={"HELM": str(user.bin_dir / "helm"), "PATH": "/usr/bin:/bin"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == DIST.read_text(), "dist/install.yaml is stale: run tools/helm/render.sh"
+    kinds = [(o["kind"], o["metadata"]["name"]) for o in docs(DIST.read_text())]
+    assert kinds == [
+        ("Namespace", SYSTEM_NAMESPACE),
+        ("CustomResourceDefinition", CRD_NAME),
+        ("ServiceAccount", "servedmodel-operator"),
+        ("ClusterRole", "servedmodel-operator"),
+        ("ClusterRoleBinding", "servedmodel-operator"),
+        ("Deployment", "servedmodel-operator"),
+    ]
+
+
+def test_dist_kustomization_builds_the_same_objects(user: UserTools):
+    built = docs(user.kubectl("kustomize", str(ROOT / "dist")).stdout)
+    assert sorted((o["kind"], o["metadata"]["name"]) for o in built) == sorted(
+        (o["kind"], o["metadata"]["name"]) for o in docs(DIST.read_text())
+    )
+
+
+def resource_versions(admin: UserTools) -> dict[str, str]:
+    out = admin.kubectl(
+        "get",
+        "-f",
+        str(DIST),
+        "-o",
+        "jsonpath={range .items[*]}{.kind}/{.metadata.name}={.metadata.resourceVersion}{'\\n'}{end}",
+    )
+    return dict(line.split("=", 1) for line in out.stdout.split())
+
+
+def test_kubectl_apply_is_idempotent_and_delete_removes_everything(admin: UserTools):
+    try:
+        first = admin.kubectl("apply", "-f", str(DIST)).stdout
+        assert "deployment.apps/servedmodel-operator created" in first, first
+        admin.kubectl(
+            "wait",
+            "-n",
+            SYSTEM_NAMESPACE,
+            "--for=condition=Available",
+            "--timeout=90s",
+            "deployment/servedmodel-operator",
+        )
+        before = resource_versions(admin)
+        assert len(before) == 6
+        second = admin.kubectl("apply", "-f", str(DIST)).stdout
+        assert all(line.endswith(" unchanged") for line in second.splitlines()), second
+        assert resource_versions(admin) == before
+        diff = admin.kubectl("diff", "-f", str(DIST), check=False)
+        assert diff.returncode == 0, f"kubectl diff found drift:\n{diff.stdout}{diff.stderr}"
+
+        admin.kubectl("delete", "-f", str(DIST), "--timeout=120s")
+        for args in (
+            ["namespace", SYSTEM_NAMESPACE],
+            ["clusterrole", "servedmodel-operator"],
+            ["clusterrolebinding", "servedmodel-operator"],
+            ["crd", CRD_NAME],
+        ):
+            assert not admin.exists(*args), args
+    finally:
+        # `kubectl delete -f` removes the CRD, as it should; the rest of the session needs it back.
+        admin.kubectl("apply", "--server-side", "-f", str(CRD))
+        wait_for(
+            lambda: (
+                admin.kubectl(
+                    "wait", "--for=condition=Established", "--timeout=30s", f"crd/{CRD_NAME}", check=False
+                ).returncode
+                == 0
+            ),
+            timeout=60,
+            what="the CRD to be re-established",
+        )
