@@ -113,10 +113,17 @@ def test_default_render_is_secure_and_least_privilege(user: UserTools):
     assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
     assert sc["capabilities"] == {"drop": ["ALL"]} and sc["runAsUser"] == 65532
     assert container["image"] == "ghcr.io/servedmodel/servedmodel-operator:0.1.0"
-    assert container["args"] == ["--log-format=json", "--liveness=http://0.0.0.0:8080/healthz"]
+    assert container["args"] == [
+        "--log-format=json",
+        "--liveness=http://0.0.0.0:8080/healthz",
+        "--metrics-port=9090",
+    ]
     for probe in ("livenessProbe", "readinessProbe"):
         assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
-    assert container["ports"] == [{"name": "health", "containerPort": 8080, "protocol": "TCP"}]
+    assert container["ports"] == [
+        {"name": "health", "containerPort": 8080, "protocol": "TCP"},
+        {"name": "metrics", "containerPort": 9090, "protocol": "TCP"},
+    ]
     assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
     assert not by_kind(objs, "PodDisruptionBudget") and not by_kind(objs, "Role")
     (role,) = by_kind(objs, "ClusterRole")
@@ -165,6 +172,7 @@ def test_rich_render_scopes_rbac_to_the_watched_namespaces(user: UserTools, tmp_
     assert container["args"] == [
         "--log-format=json",
         "--liveness=http://0.0.0.0:8080/healthz",
+        "--metrics-port=9090",
         "--namespace=ml-prod",
         "--namespace=ml-staging",
         "--peering=sm-peering",

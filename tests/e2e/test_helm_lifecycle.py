@@ -43,6 +43,7 @@ def test_helm_install_upgrade_uninstall(admin: UserTools):
         assert pod_spec["containers"][0]["args"] == [
             "--log-format=json",
             "--liveness=http://0.0.0.0:8080/healthz",
+            "--metrics-port=9090",
         ]
         assert admin.exists("serviceaccount", NAME, "-n", ns)
         binding = admin.get_json("clusterrolebinding", NAME)
@@ -74,6 +75,7 @@ def test_helm_install_upgrade_uninstall(admin: UserTools):
         assert container["args"] == [
             "--log-format=plain",
             "--liveness=http://0.0.0.0:8080/healthz",
+            "--metrics-port=9090",
             f"--namespace={watched[0]}",
             f"--namespace={watched[1]}",
         ]
