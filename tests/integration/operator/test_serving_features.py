@@ -117,3 +117,32 @@ def test_batching_and_monitoring_with_a_service_monitor(kube, operator, namespac
         ),
         what="scrape annotations removed",
     )
+
+
+def test_gpu_model_server_gets_the_gpu_image_and_lands_on_a_gpu_node(kube, operator, namespace):
+    """The local node advertises nvidia.com/gpu (kwok), so the scheduler can place a GPU pod for real."""
+    kube.apply(pvc("models", namespace))
+    kube.apply(
+        servedmodel(
+            "gpu",
+            namespace,
+            resources={"limits": {"nvidia.com/gpu": 1}},
+            nodeSelector={"kubernetes.io/os": "linux"},
+        )
+    )
+    dep = eventually(lambda: kube.get("deployment", "gpu", namespace), what="Deployment")
+    pod_spec = dep["spec"]["template"]["spec"]
+    assert pod_spec["containers"][0]["image"].endswith("-gpu")
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod_spec["tolerations"]
+    eventually(
+        lambda: condition(kube.get("servedmodel", "gpu", namespace), "Ready").get("status") == "True",
+        timeout=90,
+        what="Ready",
+    )
+    (pod,) = [
+        p
+        for p in kube.list("pods", namespace, "app.kubernetes.io/instance=gpu")
+        if p["status"].get("phase") == "Running"
+    ]
+    assert pod["spec"]["nodeName"] == "kwok-node-0"
+    assert pod["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
