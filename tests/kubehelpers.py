@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+import urllib.request
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from localcluster import LocalCluster
+from localcluster import LocalCluster, free_port
+
+ROOT = Path(__file__).resolve().parents[1]
 
 T = TypeVar("T")
 
@@ -119,3 +127,71 @@ def servedmodel(name: str, namespace: str, **spec: Any) -> dict[str, Any]:
         "metadata": {"name": name, "namespace": namespace},
         "spec": body,
     }
+
+
+class OperatorProcess:
+    """The operator run as users run it: a separate process, with the identity its kubeconfig gives it."""
+
+    def __init__(
+        self,
+        kubeconfig: Path,
+        log_path: Path,
+        args: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+        cmd: Sequence[str] | None = None,
+    ):
+        self.log_path = log_path
+        self.port = free_port()
+        base = list(cmd or [sys.executable, "-m", "servedmodel_operator"])
+        self.log = open(log_path, "ab")
+        self.proc = subprocess.Popen(
+            [*base, f"--liveness=http://127.0.0.1:{self.port}/healthz", *args],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "KUBECONFIG": str(kubeconfig), **(env or {})},
+            cwd=ROOT,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def wait_live(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"operator exited with {self.proc.returncode}:\n{self.tail()}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2) as resp:
+                    if resp.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"operator liveness endpoint did not answer in {timeout}s:\n{self.tail()}")
+
+    def text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    log_text = text
+
+    def tail(self, chars: int = 4000) -> str:
+        return self.text()[-chars:]
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()

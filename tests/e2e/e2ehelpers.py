@@ -7,14 +7,13 @@ import datetime as dt
 import json
 import os
 import subprocess
-import sys
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from localcluster import LocalCluster, free_port
+from kubehelpers import OperatorProcess
+from localcluster import LocalCluster
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "servedmodel-operator"
@@ -175,60 +174,16 @@ def describe(event: dict) -> str:
     return f"{event['verb']} {group}/{resource} ns={ref.get('namespace', '-')} -> {code}"
 
 
-class ChartOperator:
-    """The real operator process, run with the chart's ServiceAccount token and the chart's arguments."""
+class ChartOperator(OperatorProcess):
+    """The operator with a chart ServiceAccount's kubeconfig, logging JSON as the chart runs it."""
 
     def __init__(self, kubeconfig: Path, log_path: Path, args: list[str]):
-        self.port = free_port()
-        self.log_path = log_path
-        self.log = open(log_path, "ab")
-        env = {
-            **os.environ,
-            "KUBECONFIG": str(kubeconfig),
-            "PYTHONPATH": os.pathsep.join([str(ROOT / "operator"), os.environ.get("PYTHONPATH", "")]),
-            "SERVEDMODEL_RESYNC_SECONDS": "5",
-        }
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "servedmodel_operator",
-                "--log-format=json",
-                f"--liveness=http://127.0.0.1:{self.port}/healthz",
-                *args,
-            ],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=ROOT,
+        super().__init__(
+            kubeconfig,
+            log_path,
+            ["--log-format=json", *args],
+            {
+                "PYTHONPATH": os.pathsep.join([str(ROOT / "operator"), os.environ.get("PYTHONPATH", "")]),
+                "SERVEDMODEL_RESYNC_SECONDS": "5",
+            },
         )
-
-    def wait_live(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"operator exited with {self.proc.returncode}:\n{self.tail()}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2) as resp:
-                    if resp.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.3)
-        raise AssertionError(f"operator liveness endpoint did not answer in {timeout}s:\n{self.tail()}")
-
-    def text(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def tail(self, chars: int = 4000) -> str:
-        return self.text()[-chars:]
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()

@@ -4,27 +4,21 @@ operator processes of their own, which must not meet the session's operator or d
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from kubehelpers import Kube, pvc
-from localcluster import OPERATOR_USER, LocalCluster, free_port
+from kubehelpers import Kube, OperatorProcess, pvc
+from localcluster import OPERATOR_USER, LocalCluster
 
 ROOT = Path(__file__).resolve().parents[3]
 CRD = ROOT / "crds" / "servedmodel.io_servedmodels.yaml"
 
 
-class Operator:
-    """One operator process (`python -m servedmodel_operator` unless `cmd` is given), logging to a file."""
+class Operator(OperatorProcess):
+    """The operator with the faults suite's identity (cluster-admin); verbose unless `cmd` replaces it."""
 
     def __init__(
         self,
@@ -34,59 +28,9 @@ class Operator:
         env: dict[str, str],
         cmd: list[str] | None = None,
     ):
-        self.log_path = log_path
-        self.port = free_port()
-        base = cmd or [sys.executable, "-m", "servedmodel_operator", "--verbose"]
-        self.log = open(log_path, "ab")
-        self.proc = subprocess.Popen(
-            [*base, f"--liveness=http://127.0.0.1:{self.port}/healthz", *args],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "KUBECONFIG": str(cluster.operator_kubeconfig), **env},
-            cwd=ROOT,
+        super().__init__(
+            cluster.operator_kubeconfig, log_path, args if cmd else ["--verbose", *args], env, cmd
         )
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def wait_live(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"operator exited with {self.proc.returncode}:\n{self.tail()}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2) as resp:
-                    if resp.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"operator liveness endpoint did not answer in {timeout}s:\n{self.tail()}")
-
-    def text(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def tail(self, chars: int = 4000) -> str:
-        return self.text()[-chars:]
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
 
 
 @pytest.fixture(scope="package")
