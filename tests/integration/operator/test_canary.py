@@ -63,7 +63,17 @@ def test_canary_then_promote(kube, operator, namespace):
         ),
         what="canary objects removed",
     )
-    assert "specific { versions: 4 }" in kube.get("configmap", "m-config", namespace)["data"]["models.config"]
+    # Moving `stable` from 3 to 4 must wait until the stable pods' TF Serving reports 4 AVAILABLE (reference
+    # 4.2). No model server answers in this test, so the operator serves both versions and holds the label
+    # on 3, and says so; test_model_server_status shows the label moving once 4 is AVAILABLE.
+    config = kube.get("configmap", "m-config", namespace)["data"]["models.config"]
+    assert "specific { versions: 3 versions: 4 }" in config and 'key: "stable" value: 3' in config
+    eventually(
+        lambda: (
+            condition(kube.get("servedmodel", "m", namespace), "Progressing").get("reason") == "LabelsPending"
+        ),
+        what="LabelsPending",
+    )
     sm = eventually(
         lambda: (
             "canary" not in kube.get("servedmodel", "m", namespace)["status"]
