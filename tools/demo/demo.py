@@ -195,7 +195,20 @@ def main() -> int:
     try:
         say("installing the operator with its Helm chart (CRD, ServiceAccount, RBAC, Deployment)")
         helm_install(kubeconfig)
-        kubectl(bin_dir, kubeconfig, "wait", "--for=condition=Established", "crd/servedmodels.servedmodel.io")
+        for _ in range(60):  # `kubectl wait` fails outright while a new CRD has no conditions yet
+            established = kubectl(
+                bin_dir,
+                kubeconfig,
+                "get",
+                "crd",
+                "servedmodels.servedmodel.io",
+                "-o",
+                "jsonpath={.status.conditions[?(@.type=='Established')].status}",
+                check=False,
+            )
+            if established == "True":
+                break
+            time.sleep(1)
         kubectl(bin_dir, kubeconfig, "create", "namespace", NAMESPACE, check=False)
 
         models = work / "models"

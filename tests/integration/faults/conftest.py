@@ -39,7 +39,7 @@ def fcluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]
     cp.start()
     try:
         cp.kubectl("apply", "--server-side", "-f", str(CRD))
-        cp.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/servedmodels.servedmodel.io")
+        Kube(cp).wait_established("servedmodels.servedmodel.io")
         cp.kubectl(
             "create",
             "clusterrolebinding",
@@ -64,7 +64,9 @@ def fnamespace(fkube: Kube) -> Iterator[str]:
     fkube.kubectl("create", "namespace", name)
     fkube.apply(pvc("models", name))
     yield name
-    fkube.kubectl("delete", "namespace", name, "--wait=false", check=False)
+    # Wait until it is gone: a fault test leaves hundreds of objects, and the next test's fresh operators
+    # would otherwise spend their start-up on a namespace being torn down.
+    fkube.kubectl("delete", "namespace", name, "--wait=true", "--timeout=180s", check=False)
 
 
 @pytest.fixture

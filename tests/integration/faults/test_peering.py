@@ -61,14 +61,17 @@ KOPF_RUN = [sys.executable, "-m", "kopf", "run", "-m", "servedmodel_operator.han
 @pytest.fixture
 def peering(fkube):
     fkube.apply(PEERING_CRDS)
-    fkube.kubectl(
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd/clusterkopfpeerings.kopf.dev",
-        "crd/kopfpeerings.kopf.dev",
-    )
+    fkube.wait_established("clusterkopfpeerings.kopf.dev")
+    fkube.wait_established("kopfpeerings.kopf.dev")
     fkube.apply(f"apiVersion: kopf.dev/v1\nkind: ClusterKopfPeering\nmetadata: {{name: {PEERING}}}\n")
+    # kopf finds the peering resource through API discovery, which lags a moment behind Established.
+    eventually(
+        lambda: (
+            "clusterkopfpeerings"
+            in fkube.kubectl("api-resources", "--api-group=kopf.dev", "-o", "name").stdout
+        ),
+        what="kopf.dev in API discovery",
+    )
     yield PEERING
     fkube.kubectl("delete", "clusterkopfpeering", PEERING, "--wait=false", check=False)
 
@@ -87,7 +90,7 @@ def test_one_replica_acts_and_the_other_takes_over_when_it_is_killed(
     standby.wait_live()
     eventually(
         lambda: "Pausing operations in favour of" in standby.text(),
-        timeout=60,
+        timeout=120,
         what="the lower-priority replica to pause",
     )
 
