@@ -187,45 +187,6 @@ def servedmodel_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> d
     return {(namespace, name): _plain(body)}
 
 
-@kopf.index("", "v1", "configmaps", labels=MANAGED_BY_SELECTOR)
-def configmap_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]]:
-    return _child_entries(namespace, name, body)
-
-
-@kopf.index("", "v1", "services", labels=MANAGED_BY_SELECTOR)
-def service_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]]:
-    return _child_entries(namespace, name, body)
-
-
-@kopf.index("apps", "v1", "deployments", labels=MANAGED_BY_SELECTOR)
-def deployment_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]]:
-    return _child_entries(namespace, name, body)
-
-
-@kopf.index("batch", "v1", "jobs", labels=MANAGED_BY_SELECTOR)
-def job_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]]:
-    return _child_entries(namespace, name, body)
-
-
-@kopf.index("autoscaling", "v2", "horizontalpodautoscalers", labels=MANAGED_BY_SELECTOR)
-def horizontalpodautoscaler_index(
-    namespace: str, name: str, body: kopf.Body, **_: Any
-) -> dict[Key, dict[str, Any]]:
-    return _child_entries(namespace, name, body)
-
-
-@kopf.index("policy", "v1", "poddisruptionbudgets", labels=MANAGED_BY_SELECTOR)
-def poddisruptionbudget_index(
-    namespace: str, name: str, body: kopf.Body, **_: Any
-) -> dict[Key, dict[str, Any]]:
-    return _child_entries(namespace, name, body)
-
-
-@kopf.index("monitoring.coreos.com", "v1", "servicemonitors", labels=MANAGED_BY_SELECTOR)
-def servicemonitor_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]]:
-    return _child_entries(namespace, name, body)
-
-
 @kopf.index("", "v1", "persistentvolumeclaims")
 def pvc_index(namespace: str, name: str, **_: Any) -> dict[Key, bool]:
     return {(namespace, name): True}
@@ -239,17 +200,23 @@ async def servedmodel_changed(namespace: str, name: str, **kwargs: Any) -> None:
     _runtime().bind(kwargs).add((namespace, name))
 
 
-@kopf.on.event("", "v1", "configmaps", labels=MANAGED_BY_SELECTOR)
-@kopf.on.event("", "v1", "services", labels=MANAGED_BY_SELECTOR)
-@kopf.on.event("apps", "v1", "deployments", labels=MANAGED_BY_SELECTOR)
-@kopf.on.event("batch", "v1", "jobs", labels=MANAGED_BY_SELECTOR)
-@kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels=MANAGED_BY_SELECTOR)
-@kopf.on.event("policy", "v1", "poddisruptionbudgets", labels=MANAGED_BY_SELECTOR)
-@kopf.on.event("monitoring.coreos.com", "v1", "servicemonitors", labels=MANAGED_BY_SELECTOR)
 async def child_changed(body: kopf.Body, **kwargs: Any) -> None:
     owner = _owner(body)
     if owner is not None:
         _runtime().bind(kwargs).add(owner)
+
+
+def _child_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, dict[str, Any]]:
+    return _child_entries(namespace, name, body)
+
+
+# Every kind of child gets the same cache (found by name and by owner) and the same trigger (its owner is
+# reconciled). The index ids are what IndexCache looks up: "<kind>_index".
+for _kind, (_group, _version, _plural) in CHILD_RESOURCES.items():
+    kopf.index(_group, _version, _plural, labels=MANAGED_BY_SELECTOR, id=f"{_kind.lower()}_index")(
+        _child_index
+    )
+    kopf.on.event(_group, _version, _plural, labels=MANAGED_BY_SELECTOR, id="child_changed")(child_changed)
 
 
 @kopf.on.event("", "v1", "persistentvolumeclaims")

@@ -234,6 +234,9 @@ class Reconciler:
             status["versions"] = [v.to_status() for v in versions]
         return status
 
+    async def _event(self, sm: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        await asyncio.to_thread(self.api.post_event, sm, type_, reason, message, st.now_rfc3339())
+
     def set_service_monitor_api(self, served: bool) -> None:
         """What the CRD watch saw is fresher than any discovery answer: the API server's discovery lags."""
         self._discovery = (time.monotonic(), served)
@@ -270,9 +273,7 @@ class Reconciler:
                     log.warning("cannot delete %s %s: %s", kind, name, exc)
                     continue
                 message = f"Deleted {kind} {name}, which the spec no longer asks for"
-                await asyncio.to_thread(
-                    self.api.post_event, sm, "Normal", "Deleted", message, st.now_rfc3339()
-                )
+                await self._event(sm, "Normal", "Deleted", message)
                 pruned = True
         return pruned
 
@@ -313,20 +314,11 @@ class Reconciler:
                     "phase": "Failed",
                     "message": f"The API server rejected the export Job: {exc.message}",
                 }
-                await asyncio.to_thread(
-                    self.api.post_event, sm, "Warning", "ExportFailed", failed["message"], st.now_rfc3339()
-                )
+                await self._event(sm, "Warning", "ExportFailed", failed["message"])
                 return failed, _export_condition(failed)
             except requests.RequestException as exc:
                 raise Retry(f"creating export Job {name}: {exc}") from exc
-            await asyncio.to_thread(
-                self.api.post_event,
-                sm,
-                "Normal",
-                "ExportStarted",
-                f"Started export Job {name}",
-                st.now_rfc3339(),
-            )
+            await self._event(sm, "Normal", "ExportStarted", f"Started export Job {name}")
 
         phase = job_phase(job)
         current = {"specHash": digest, "jobName": name, "phase": phase}
@@ -339,26 +331,12 @@ class Reconciler:
                 current["version"] = version
             current["message"] = f"published version {version}" if version is not None else "export succeeded"
             if not (same_job and record.get("phase") == "Succeeded"):
-                await asyncio.to_thread(
-                    self.api.post_event,
-                    sm,
-                    "Normal",
-                    "ExportSucceeded",
-                    f"Export Job {name}: {current['message']}",
-                    st.now_rfc3339(),
-                )
+                await self._event(sm, "Normal", "ExportSucceeded", f"Export Job {name}: {current['message']}")
         elif phase == "Failed":
             detail = await self._export_error(spec.namespace, name)
             current["message"] = detail or job_failure_message(job)
             if not (same_job and record.get("phase") == "Failed"):
-                await asyncio.to_thread(
-                    self.api.post_event,
-                    sm,
-                    "Warning",
-                    "ExportFailed",
-                    f"Export Job {name}: {current['message']}",
-                    st.now_rfc3339(),
-                )
+                await self._event(sm, "Warning", "ExportFailed", f"Export Job {name}: {current['message']}")
         else:
             current["message"] = f"export Job {name} is {phase.lower()}"
         if same_job and record.get("phase") == phase and "message" in record and phase != "Succeeded":
@@ -409,7 +387,7 @@ class Reconciler:
         else:
             reason, message = "Updated", f"Updated {kind} {name} to the current spec"
         log.info("%s/%s: %s", sm["metadata"]["namespace"], sm["metadata"]["name"], message)
-        await asyncio.to_thread(self.api.post_event, sm, "Normal", reason, message, st.now_rfc3339())
+        await self._event(sm, "Normal", reason, message)
 
     async def _blocked(
         self, key: Key, sm: dict[str, Any], spec: ServedModelSpec | None, reason: str, message: str
@@ -472,4 +450,4 @@ class Reconciler:
         if ready.reason in quiet or (previous is None and ready.status):
             return  # in progress, or already serving when the operator (re)started: nothing new to say
         type_ = "Normal" if ready.status or ready.reason == "ScaledToZero" else "Warning"
-        await asyncio.to_thread(self.api.post_event, sm, type_, ready.reason, ready.message, st.now_rfc3339())
+        await self._event(sm, type_, ready.reason, ready.message)

@@ -264,6 +264,27 @@ def _probes(spec: ServedModelSpec) -> dict[str, Any]:
     }
 
 
+def restricted_container_security() -> dict[str, Any]:
+    """What Pod Security `restricted` asks of a container, plus a read-only root filesystem."""
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def restricted_pod_security(user: int) -> dict[str, Any]:
+    """Non-root as `user` (whose group owns the mounted volumes), RuntimeDefault seccomp."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": user,
+        "runAsGroup": user,
+        "fsGroup": user,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
 def render_deployment(
     spec: ServedModelSpec, configmap: dict[str, Any], track: str = "stable"
 ) -> dict[str, Any]:
@@ -285,12 +306,7 @@ def render_deployment(
             {"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True},
             {"name": "tmp", "mountPath": "/tmp"},
         ],
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "securityContext": restricted_container_security(),
     }
     if spec.env:
         container["env"] = [dict(e) for e in spec.env]
@@ -299,13 +315,7 @@ def render_deployment(
 
     pod_spec: dict[str, Any] = {
         "containers": [container],
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": RUN_AS_USER,
-            "runAsGroup": RUN_AS_USER,
-            "fsGroup": RUN_AS_USER,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": restricted_pod_security(RUN_AS_USER),
         "volumes": [
             {
                 "name": "models",

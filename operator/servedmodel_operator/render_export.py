@@ -12,7 +12,7 @@ import posixpath
 from typing import Any
 
 from .constants import EXPORTER_USER, LABEL_COMPONENT, VOLUME_MOUNT
-from .render import _metadata, _stamp, common_labels
+from .render import _metadata, _stamp, common_labels, restricted_container_security, restricted_pod_security
 from .spec import ServedModelSpec
 
 JOB_NAME_MAX = 63  # Jobs label their pods with their name: a label value
@@ -81,12 +81,7 @@ def render_export_job(spec: ServedModelSpec) -> dict[str, Any]:
             {"name": "models", "mountPath": VOLUME_MOUNT},
             {"name": "tmp", "mountPath": "/tmp"},
         ],
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "securityContext": restricted_container_security(),
     }
     if export.resources:
         container["resources"] = dict(export.resources)
@@ -103,13 +98,7 @@ def render_export_job(spec: ServedModelSpec) -> dict[str, Any]:
                     "spec": {
                         "restartPolicy": "Never",
                         "containers": [container],
-                        "securityContext": {
-                            "runAsNonRoot": True,
-                            "runAsUser": EXPORTER_USER,
-                            "runAsGroup": EXPORTER_USER,
-                            "fsGroup": EXPORTER_USER,
-                            "seccompProfile": {"type": "RuntimeDefault"},
-                        },
+                        "securityContext": restricted_pod_security(EXPORTER_USER),
                         "volumes": [
                             {"name": "models", "persistentVolumeClaim": {"claimName": spec.claim_name}},
                             {"name": "tmp", "emptyDir": {}},
