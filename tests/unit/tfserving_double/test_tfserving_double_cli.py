@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 import requests
-from tfsd_helpers import DOUBLE_DIR, add_version, port_open, wait_until
+from tfsd_helpers import DOUBLE_DIR, add_version, listening_addresses, port_open, wait_until
 from tfserving_double import options_from_flags, parse_flags
 
-SCRIPT = DOUBLE_DIR / "tfserving_double.py"
+LAUNCHER = DOUBLE_DIR / "tensorflow_model_server"  # the image installs it as /usr/bin/tensorflow_model_server
+# The program binds every interface by default, like the real server; these tests keep it on loopback.
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TFSERVING_DOUBLE_BIND_ADDRESS": "127.0.0.1"}
 
 
 def _free_port() -> int:
@@ -23,13 +25,12 @@ def _free_port() -> int:
 
 
 def _run(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     return subprocess.run(
-        [sys.executable, str(SCRIPT), *args],
+        [sys.executable, str(LAUNCHER), *args],
         capture_output=True,
         text=True,
         timeout=timeout,
-        env=env,
+        env=ENV,
         check=False,
     )
 
@@ -139,13 +140,12 @@ def test_serves_and_last_flag_wins(tmp_path: Path) -> None:
         f"--monitoring_config_file={mon}",
         "--unknown_flag=x",
     ]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     proc = subprocess.Popen(
-        [sys.executable, str(SCRIPT), *args],
+        [sys.executable, str(LAUNCHER), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=env,
+        env=ENV,
     )
     try:
         assert wait_until(lambda: port_open(rest) or proc.poll() is not None, timeout=40)
@@ -189,3 +189,29 @@ def test_flag_parsing_rules() -> None:
     polls = (opts.file_system_poll_wait_seconds, opts.model_config_file_poll_wait_seconds)
     assert (opts.port, *polls) == (8500, 1, 0)
     assert (opts.max_num_load_retries, opts.load_retry_interval_seconds) == (5, 60.0)
+    assert opts.bind_address == "0.0.0.0", "the program listens on every interface, like the real server"
+
+
+def test_program_listens_on_every_interface_by_default(tmp_path: Path) -> None:
+    """In a pod the kubelet's probes and the Service reach the pod's IP, so the program binds 0.0.0.0 like
+    the real server (§1.1). Checked from /proc; the test itself only connects over loopback."""
+    base = tmp_path / "m"
+    add_version(base, 1)
+    grpc, rest = _free_port(), _free_port()
+    env = {k: v for k, v in ENV.items() if k != "TFSERVING_DOUBLE_BIND_ADDRESS"}
+    args = [f"--port={grpc}", f"--rest_api_port={rest}", "--model_name=m", f"--model_base_path={base}"]
+    proc = subprocess.Popen(
+        [sys.executable, str(LAUNCHER), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert wait_until(lambda: port_open(rest) or proc.poll() is not None, timeout=40)
+        assert proc.poll() is None, proc.communicate()
+        assert listening_addresses(rest) == {"0.0.0.0"} and listening_addresses(grpc) == {"0.0.0.0"}
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=10)
+    assert f"Running gRPC ModelServer at 0.0.0.0:{grpc}" in err

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from tfsd_helpers import add_version, model_config, port_open, wait_until
+from tfsd_helpers import add_version, listening_addresses, model_config, port_open, wait_until
 from tfserving_double import StartupError
 
 
@@ -192,6 +192,7 @@ def test_rest_off_and_same_port_are_not_fatal(make_double, base: Path) -> None:
     assert port_open(same.grpc_port)
 
 
-def test_binds_loopback_only(served) -> None:
-    assert served._http is not None and served._http.server_address[0] == "127.0.0.1"
-    assert all(s.getsockname()[0] == "127.0.0.1" for s in served._grpc.sockets)
+def test_in_process_double_binds_loopback_only(served) -> None:
+    """The program binds every interface like the real server (see the CLI tests); in-process, loopback."""
+    assert listening_addresses(served.rest_port) == {"127.0.0.1"}
+    assert listening_addresses(served.grpc_port) == {"127.0.0.1"}
