@@ -20,18 +20,11 @@ import requests
 from . import status as st
 from .constants import ANNOTATION_SPEC_HASH, GROUP, VERSION
 from .drift import needs_apply
+from .export_lifecycle import ExportLifecycle
 from .kube import ApiError, KubeApi
 from .labels import applied_labels, hold, pending_message, staged_labels
 from .modelserver import ModelServerPoller, VersionState, serving_verdict
 from .render import PRUNABLE_KINDS, endpoints, names, render, track_service_name
-from .render_export import (
-    export_hash,
-    export_job_name,
-    job_failure_message,
-    job_phase,
-    parse_result,
-    render_export_job,
-)
 from .spec import InvalidSpec, ServedModelSpec, parse
 from .workqueue import Retry
 
@@ -39,14 +32,6 @@ log = logging.getLogger(__name__)
 
 Key = tuple[str, str]  # (namespace, name) of a ServedModel
 DISCOVERY_TTL_SECONDS = 300
-
-
-def _export_condition(record: dict[str, Any]) -> st.Condition:
-    phase = record.get("phase", "Pending")
-    reason = {"Succeeded": "ExportSucceeded", "Failed": "ExportFailed", "Running": "ExportRunning"}.get(
-        phase, "ExportPending"
-    )
-    return st.Condition(st.EXPORTED, phase == "Succeeded", reason, record.get("message", ""))
 
 
 class Cache(Protocol):
@@ -157,7 +142,9 @@ class Reconciler:
             conditions = st.with_model_server(conditions, serving_verdict(spec, versions), failed)
         export_record = (sm.get("status") or {}).get("export")
         if spec.export is not None:
-            export_record, export_condition = await self._export(sm, spec, export_record or {})
+            export_record, export_condition = await ExportLifecycle(self.api, self.cache, self._event).step(
+                sm, spec, export_record or {}
+            )
             conditions.append(export_condition)
         wrote_status = await self._write_status(
             key,
@@ -276,100 +263,6 @@ class Reconciler:
                 await self._event(sm, "Normal", "Deleted", message)
                 pruned = True
         return pruned
-
-    async def _export(
-        self, sm: dict[str, Any], spec: ServedModelSpec, record: dict[str, Any]
-    ) -> tuple[dict[str, Any], st.Condition]:
-        """Run spec.export once per change, one Job at a time, and say how it went.
-
-        The Job is the source of truth while it exists; the status record remembers a finished export after
-        its Job is deleted, so deleting a Job never re-runs an export.
-        """
-        digest, name = export_hash(spec), export_job_name(spec)
-        job = self.cache.child("Job", spec.namespace, name)
-        if job is None:
-            if record.get("specHash") == digest and record.get("phase") in ("Succeeded", "Failed"):
-                return record, _export_condition(record)
-            busy = [
-                j
-                for j in self.cache.children("Job", spec.namespace, spec.name)
-                if j["metadata"]["name"] != name and job_phase(j) in ("Pending", "Running")
-            ]
-            if busy:
-                waiting = {
-                    "specHash": digest,
-                    "jobName": name,
-                    "phase": "Pending",
-                    "message": f"waiting for export Job {busy[0]['metadata']['name']} to finish",
-                }
-                return waiting, _export_condition(waiting)
-            try:
-                job = await asyncio.to_thread(self.api.apply, render_export_job(spec))
-            except ApiError as exc:
-                if not exc.permanent:
-                    raise Retry(f"creating export Job {name}: {exc}") from exc
-                failed = {
-                    "specHash": digest,
-                    "jobName": name,
-                    "phase": "Failed",
-                    "message": f"The API server rejected the export Job: {exc.message}",
-                }
-                await self._event(sm, "Warning", "ExportFailed", failed["message"])
-                return failed, _export_condition(failed)
-            except requests.RequestException as exc:
-                raise Retry(f"creating export Job {name}: {exc}") from exc
-            await self._event(sm, "Normal", "ExportStarted", f"Started export Job {name}")
-
-        phase = job_phase(job)
-        current = {"specHash": digest, "jobName": name, "phase": phase}
-        same_job = record.get("jobName") == name
-        if phase == "Succeeded":
-            version = record.get("version") if same_job else None
-            if version is None:
-                version = await self._published_version(spec.namespace, name)
-            if version is not None:
-                current["version"] = version
-            current["message"] = f"published version {version}" if version is not None else "export succeeded"
-            if not (same_job and record.get("phase") == "Succeeded"):
-                await self._event(sm, "Normal", "ExportSucceeded", f"Export Job {name}: {current['message']}")
-        elif phase == "Failed":
-            detail = await self._export_error(spec.namespace, name)
-            current["message"] = detail or job_failure_message(job)
-            if not (same_job and record.get("phase") == "Failed"):
-                await self._event(sm, "Warning", "ExportFailed", f"Export Job {name}: {current['message']}")
-        else:
-            current["message"] = f"export Job {name} is {phase.lower()}"
-        if same_job and record.get("phase") == phase and "message" in record and phase != "Succeeded":
-            current["message"] = record["message"]  # keep the first detail; no rewrite on every pass
-        return current, _export_condition(current)
-
-    async def _termination_results(self, namespace: str, job_name: str) -> list[dict[str, Any]]:
-        try:
-            pods = await asyncio.to_thread(
-                self.api.list_pods, namespace, f"batch.kubernetes.io/job-name={job_name}"
-            )
-        except (ApiError, requests.RequestException) as exc:
-            log.warning("cannot read the pods of export Job %s: %s", job_name, exc)
-            return []
-        results = []
-        for pod in pods:
-            for cs in (pod.get("status") or {}).get("containerStatuses") or []:
-                result = parse_result(((cs.get("state") or {}).get("terminated") or {}).get("message"))
-                if result is not None:
-                    results.append(result)
-        return results
-
-    async def _published_version(self, namespace: str, job_name: str) -> int | None:
-        for result in await self._termination_results(namespace, job_name):
-            if result.get("ok") and isinstance(result.get("version"), int):
-                return result["version"]
-        return None
-
-    async def _export_error(self, namespace: str, job_name: str) -> str | None:
-        for result in await self._termination_results(namespace, job_name):
-            if not result.get("ok") and result.get("error"):
-                return str(result["error"])
-        return None
 
     async def _announce_apply(
         self, sm: dict[str, Any], desired: dict[str, Any], live: dict[str, Any] | None
