@@ -6,12 +6,14 @@ The plain helpers are importable as ``tfsd_helpers`` (registered below): several
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -134,3 +136,80 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TFServingDouble
         yield d.start(timeout=30)
     finally:
         d.stop()
+
+
+@dataclasses.dataclass
+class KerasVersions:
+    """Model ``ranker``: versions 1 and 2 are two Keras models of one architecture with different weights.
+
+    Input ``features`` float [None, 4]; outputs ``probs`` (softmax, [None, 3]) and ``score`` ([None, 1]).
+    ``keras[v]`` is the Keras model exported as version ``v``, the oracle for the served answers.
+    """
+
+    base: Path
+    keras: dict[int, Any]
+
+    def expected(self, version: int, x: Any) -> dict[str, Any]:
+        out = self.keras[version](x, training=False)
+        return {k: v.numpy() for k, v in out.items()}
+
+
+@pytest.fixture(scope="session")
+def keras_versions(tmp_path_factory: pytest.TempPathFactory) -> KerasVersions:
+    """Built and exported once per session (a few seconds): every test that compares with Keras shares it."""
+    import keras
+
+    base = tmp_path_factory.mktemp("keras") / "ranker"
+    models = {}
+    for version in (1, 2):
+        keras.utils.set_random_seed(version)
+        features = keras.Input(shape=(4,), name="features")
+        hidden = keras.layers.Dense(8, activation="relu")(features)
+        outputs = {
+            "probs": keras.layers.Dense(3, activation="softmax", name="probs")(hidden),
+            "score": keras.layers.Dense(1, name="score")(hidden),
+        }
+        model = keras.Model(features, outputs)
+        model.export(str(base / str(version)), format="tf_saved_model", verbose=False)
+        models[version] = model
+    return KerasVersions(base, models)
+
+
+@pytest.fixture(scope="session")
+def examples_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A TF1-style SavedModel (version 1 of model ``examples``) with three signatures over fixed math:
+
+    * ``serving_default`` (predict): ``text`` string [None] -> ``upper`` (text), ``raw_bytes`` (text + "!",
+      a ``_bytes`` alias) and ``length`` (int32);
+    * ``classify``: serialized tf.Examples with float feature ``x`` -> ``classes`` ["pos", "neg"] and
+      ``scores`` [sigmoid(x), 1 - sigmoid(x)];
+    * ``regress``: the same examples -> ``outputs`` 0.5 * x + 2.
+    """
+    import tensorflow as tf
+
+    base = tmp_path_factory.mktemp("tf1") / "examples"
+    graph = tf.Graph()
+    with graph.as_default():
+        examples = tf.compat.v1.placeholder(tf.string, [None], name="tf_example")
+        x = tf.io.parse_example(examples, {"x": tf.io.FixedLenFeature([1], tf.float32)})["x"]
+        scores = tf.concat([tf.sigmoid(x), 1 - tf.sigmoid(x)], axis=1)
+        classes = tf.tile(tf.constant([["pos", "neg"]]), [tf.shape(x)[0], 1])
+        text = tf.compat.v1.placeholder(tf.string, [None], name="text")
+        sigs = tf.compat.v1.saved_model.signature_def_utils
+        signature_defs = {
+            "serving_default": sigs.predict_signature_def(
+                inputs={"text": text},
+                outputs={
+                    "upper": tf.strings.upper(text),
+                    "raw_bytes": tf.strings.join([text, "!"]),
+                    "length": tf.strings.length(text),
+                },
+            ),
+            "classify": sigs.classification_signature_def(examples, classes, scores),
+            "regress": sigs.regression_signature_def(examples, 0.5 * x + 2.0),
+        }
+        with tf.compat.v1.Session(graph=graph) as sess:
+            builder = tf.compat.v1.saved_model.Builder(str(base / "1"))
+            builder.add_meta_graph_and_variables(sess, ["serve"], signature_def_map=signature_defs)
+            builder.save()
+    return base

@@ -81,8 +81,6 @@ def _check_tensor(val: Any, dtype: str) -> tuple[list[int], int]:
     return shape, _fill(val, 0, shape, dtype)
 
 
-
-
 def predict_inputs(doc: dict[str, Any], sig: Any) -> tuple[str, dict[str, Any]]:
     """FillPredictRequestFromJson after the signature lookup: ('row'|'columnar', inputs by name)."""
     infos = dict(sorted(sig.inputs.items()))
@@ -192,3 +190,62 @@ def _check_example(val: Any) -> None:
             kind = this
 
 
+
+
+def predict_response(fmt: str, outputs: dict[str, Any]) -> str:
+    """MakeRowFormatJsonFromTensors / MakeColumnarFormatJsonFromTensors (§1.6) from output arrays.
+
+    Row: ``{"predictions": [...]}``, one item per batch row, objects keyed by output alias when there are
+    several outputs (all must share the batch size). Columnar: ``{"outputs": value-or-object}``.
+    """
+    import numpy as np
+
+    from .tensors import array_to_json
+
+    names = sorted(outputs)
+    if fmt == "columnar":
+        values = {n: array_to_json(outputs[n], n) for n in names}
+        return rapidjson_pretty({"outputs": values[names[0]] if len(names) == 1 else values})
+    batch = 0
+    for n in names:
+        shape = np.shape(outputs[n])
+        if not shape:
+            raise invalid(f"Tensor name: {n} has no shape information ")
+        if shape[0] < 1:
+            raise invalid(f"Tensor name: {n} has invalid batch size: {shape[0]}")
+        if batch and shape[0] != batch:
+            raise invalid(f"Tensor name: {n} has inconsistent batch size: {shape[0]} expecting: {batch}")
+        batch = shape[0]
+    columns = {n: array_to_json(outputs[n], n) for n in names}
+    if len(names) == 1:
+        return rapidjson_pretty({"predictions": columns[names[0]]})
+    return rapidjson_pretty({"predictions": [{n: columns[n][i] for n in names} for i in range(batch)]})
+
+
+def _feature(example: Any, name: str, content: Any) -> None:
+    """One JSON feature into a tf.Example: ints -> int64_list, floats -> float_list, else bytes_list."""
+    import base64
+
+    items = content if isinstance(content, list) else [content]
+    feature = example.features.feature[name]
+    if items and isinstance(items[0], (bool, int)):
+        feature.int64_list.value.extend(int(v) for v in items)
+    elif items and isinstance(items[0], float):
+        feature.float_list.value.extend(items)
+    else:
+        feature.bytes_list.value.extend(
+            base64.b64decode(v["b64"]) if isinstance(v, dict) else str(v).encode("utf-8") for v in items)
+
+
+def serialized_examples(doc: dict[str, Any], examples: list[dict[str, Any]]) -> list[bytes]:
+    """The 'examples' (with 'context' features merged into each, example features winning) as serialized
+    tf.Example protos, the classify/regress signature's input."""
+    from tensorflow.core.example import example_pb2
+
+    out = []
+    for ex in examples:
+        proto = example_pb2.Example()
+        for name, content in {**doc.get("context", {}), **ex}.items():
+            _feature(proto, name, content)
+        out.append(proto.SerializeToString())
+    return out

@@ -9,6 +9,7 @@ import json
 import math
 from typing import Any
 
+import numpy as np
 from google.protobuf import json_format
 
 from .errors import invalid
@@ -37,7 +38,7 @@ def rapidjson_pretty(value: Any, level: int = 0) -> str:
         if not value:
             return "[]"
         return "[\n" + ",\n".join(inner + rapidjson_pretty(v, level + 1) for v in value) + "\n" + pad + "]"
-    if isinstance(value, float):
+    if isinstance(value, (float, np.floating)):
         return _decimal(value)
     return json.dumps(value, ensure_ascii=False)
 
@@ -48,6 +49,9 @@ def _decimal(value: float) -> str:
         return "NaN"
     if math.isinf(value):
         return "-Infinity" if value < 0 else "Infinity"
+    if isinstance(value, np.floating) and not isinstance(value, np.float64):
+        text = str(value)  # shortest spelling that round-trips in the value's own precision (float32)
+        return text if any(c in text for c in ".en") else text + ".0"
     return repr(float(value))
 
 

@@ -15,7 +15,7 @@ from .errors import STATES, TFError, invalid, servable_request
 from .metrics import Metrics
 from .model_config import ModelSpecConfig
 from .options import ServerOptions
-from .servable import read_signatures
+from .servable import Servable, load_servable
 from .version_dirs import aspired_versions
 
 
@@ -29,7 +29,7 @@ class VersionRecord:
     error_message: str = ""
     aspired: bool = True
     in_manager: bool = True  # False once unloaded / dropped by the manager
-    signatures: bytes | None = None  # serialized SignatureDefMap while loaded
+    servable: Servable | None = None  # while loaded
 
 
 
@@ -182,7 +182,8 @@ class ModelManager:
     def _unload(self, name: str, version: int) -> None:
         self._set(name, version, state="UNLOADING")
         self._log("I", "loader_harness.cc", f"Unloading servable version {{name: {name} version: {version}}}")
-        self._set(name, version, state="END", in_manager=False, signatures=None)
+        # The servable is dropped, not closed: requests still running hold their own reference.
+        self._set(name, version, state="END", in_manager=False, servable=None)
         self._log("I", "loader_harness.cc",
                   f"Done unloading servable version {{name: {name} version: {version}}}")
 
@@ -199,7 +200,7 @@ class ModelManager:
             if attempt and self.stopping.wait(self.options.load_retry_interval_seconds):
                 return
             try:
-                signatures = read_signatures(path)
+                servable = load_servable(path)
                 error = None
                 break
             except TFError as e:
@@ -211,7 +212,7 @@ class ModelManager:
         if error is None:
             self.metrics.inc("/tensorflow/cc/saved_model/load_attempt_count",
                              {"model_path": path, "status": "success"})
-            self._set(name, version, state="AVAILABLE", signatures=signatures)
+            self._set(name, version, state="AVAILABLE", servable=servable)
             self._log("I", "loader_harness.cc",
                       f"Successfully loaded servable version {{name: {name} version: {version}}}")
         else:

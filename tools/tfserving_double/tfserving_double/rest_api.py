@@ -10,13 +10,19 @@ import dataclasses
 import re
 from typing import Any
 
-from . import fake_inference
+from . import fake_inference, inference
 from .errors import CODES, HTTP_FOR_CODE, INT64_MAX, TFError, invalid
-from .json_tensors import examples_from_json, predict_inputs
+from .json_tensors import (
+    dtype_name,
+    examples_from_json,
+    predict_inputs,
+    predict_response,
+    serialized_examples,
+)
 from .json_text import error_body, message_to_json, parse_json_object, rapidjson_pretty
 from .manager import ModelManager, VersionRecord
 from .protos import api_pb2
-from .servable import signature_map
+from .tensors import json_to_array
 
 PREDICT_RE = re.compile(
     r"/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)", re.I)
@@ -56,6 +62,8 @@ class RestApi:
             body_text, api = self._dispatch(method, path, info, body)
         except TFError as e:
             return RestReply(HTTP_FOR_CODE.get(e.code, 500), error_body(e.message), name, e.code)
+        except Exception as e:  # noqa: BLE001 - a bug in the double: an INTERNAL error, not a dropped reply
+            return RestReply(500, error_body(f"{type(e).__name__}: {e}"), name, "INTERNAL")
         return RestReply(200, body_text, name, "OK", api)
 
     @staticmethod
@@ -108,7 +116,7 @@ class RestApi:
         if not name:
             raise invalid("Missing model name in request.")
         version, rec = self.manager.resolve(name, info.get("version"), info.get("label"))
-        return metadata_json(name, version, rec.signatures or b"")
+        return metadata_json(name, version, rec.servable.signatures)
 
     def _inference(self, info: dict[str, Any], body: bytes) -> str:
         doc = parse_json_object(body)
@@ -119,16 +127,27 @@ class RestApi:
         if info["tail"] != "predict":
             examples = examples_from_json(doc)
         _, rec = self.manager.resolve(info["name"], info.get("version"), info.get("label"))
-        sigs = signature_map(rec.signatures or b"").signature_def
+        servable = rec.servable
+        sigs = servable.signatures.signature_def
         effective = sig_name or "serving_default"
         if effective not in sigs:
             raise invalid(f'Serving signature name: "{effective}" not found in signature def')
+        sig = sigs[effective]
         if info["tail"] == "predict":
-            fmt, inputs = predict_inputs(doc, sigs[effective])
-            return fake_inference.predict_body(fmt, inputs, sigs[effective])
-        scores = [fake_inference.fake_score(ex) for ex in examples]
-        results: list[Any] = scores if info["tail"] == "regress" else [[["", s]] for s in scores]
-        return rapidjson_pretty({"results": results})
+            fmt, inputs = predict_inputs(doc, sig)
+            if servable.placeholder:
+                return fake_inference.predict_body(fmt, inputs, sig)
+            arrays = {n: json_to_array(v, dtype_name(sig.inputs[n].dtype)) for n, v in inputs.items()}
+            return predict_response(fmt, inference.predict(servable, sig, arrays))
+        if servable.placeholder:
+            scores = [fake_inference.fake_score(ex) for ex in examples]
+            results: list[Any] = scores if info["tail"] == "regress" else [[["", s]] for s in scores]
+            return rapidjson_pretty({"results": results})
+        serialized = serialized_examples(doc, examples)
+        if info["tail"] == "regress":
+            return rapidjson_pretty({"results": inference.regress(servable, sig, serialized)})
+        classes = inference.classify(servable, sig, serialized)
+        return rapidjson_pretty({"results": [[list(pair) for pair in row] for row in classes]})
 
 
 def status_json(states: dict[int, VersionRecord]) -> str:
@@ -144,13 +163,13 @@ def status_json(states: dict[int, VersionRecord]) -> str:
     return message_to_json(resp, preserve_names=False)
 
 
-def metadata_json(name: str, version: int, signatures: bytes) -> str:
+def metadata_json(name: str, version: int, signatures: Any) -> str:
     """ToJsonString(GetModelMetadataResponse): per-field JSON with proto names, concatenated (§1.5)."""
     apis = api_pb2()
     resp = apis.metadata.GetModelMetadataResponse()
     resp.model_spec.name = name
     resp.model_spec.version.value = version
-    resp.metadata["signature_def"].Pack(signature_map(signatures))
+    resp.metadata["signature_def"].Pack(signatures)
     sdm = apis.metadata.SignatureDefMap()
     resp.metadata["signature_def"].Unpack(sdm)
     spec = message_to_json(resp.model_spec, preserve_names=True)
