@@ -75,7 +75,8 @@ def listening_addresses(port: int) -> set[str]:
                 found.add(socket.inet_ntop(socket.AF_INET, raw[::-1]))
             else:  # four little-endian 32-bit words
                 words = b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))
-                found.add(socket.inet_ntop(socket.AF_INET6, words))
+                text = socket.inet_ntop(socket.AF_INET6, words)
+                found.add(text.removeprefix("::ffff:"))  # an IPv4-mapped listener (gRPC's) is that IPv4
     return found
 
 
@@ -213,3 +214,32 @@ def examples_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
             builder.add_meta_graph_and_variables(sess, ["serve"], signature_def_map=signature_defs)
             builder.save()
     return base
+
+
+@pytest.fixture(scope="module")
+def tf_double(
+    keras_versions: KerasVersions, examples_model: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TFServingDouble]:
+    """A double (one per test module) serving ``ranker`` (policy all, label stable -> 1) and ``examples``."""
+    cfg = tmp_path_factory.mktemp("cfg") / "models.config"
+    cfg.write_text(
+        model_config(
+            {
+                "name": "ranker",
+                "base_path": keras_versions.base,
+                "extra": "    model_version_policy { all {} }\n"
+                '    version_labels { key: "stable" value: 1 }\n',
+            },
+            {"name": "examples", "base_path": examples_model},
+        )
+    )
+    d = TFServingDouble(
+        model_config_file=str(cfg),
+        allow_version_labels_for_unavailable_models=True,
+        file_system_poll_wait_seconds=FAST_POLL,
+        max_num_load_retries=0,
+    )
+    try:
+        yield d.start(timeout=120)
+    finally:
+        d.stop()

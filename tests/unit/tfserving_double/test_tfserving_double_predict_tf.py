@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
-from tfsd_helpers import FAST_POLL, model_config
 from tfserving_double import TFServingDouble
 
 X = np.array([[0.1, -1.5, 2.0, 3.25], [1.0, 0.0, -0.5, 0.75], [4.0, 2.0, -3.0, 0.5]], dtype=np.float32)
@@ -20,29 +19,8 @@ TOL = 1e-5
 
 
 @pytest.fixture(scope="module")
-def double(keras_versions, examples_model, tmp_path_factory) -> TFServingDouble:
-    cfg = tmp_path_factory.mktemp("cfg") / "models.config"
-    cfg.write_text(
-        model_config(
-            {
-                "name": "ranker",
-                "base_path": keras_versions.base,
-                "extra": "    model_version_policy { all {} }\n"
-                '    version_labels { key: "stable" value: 1 }\n',
-            },
-            {"name": "examples", "base_path": examples_model},
-        )
-    )
-    d = TFServingDouble(
-        model_config_file=str(cfg),
-        allow_version_labels_for_unavailable_models=True,
-        file_system_poll_wait_seconds=FAST_POLL,
-        max_num_load_retries=0,
-    )
-    try:
-        yield d.start(timeout=120)
-    finally:
-        d.stop()
+def double(tf_double: TFServingDouble) -> TFServingDouble:
+    return tf_double
 
 
 def post(d: TFServingDouble, path: str, body: object) -> requests.Response:

@@ -60,3 +60,12 @@ def fake_score(example: dict[str, Any]) -> float:
     return 0.5 * x + 2.0 if isinstance(x, (int, float)) and not isinstance(x, bool) else 2.0
 
 
+
+
+def fake_arrays(inputs: dict[str, Any], sig: Any) -> dict[str, Any]:
+    """The same fake for gRPC: arrays in, arrays out (numbers -> float32 half_plus_two, others echoed)."""
+    import numpy as np
+
+    first = np.asarray(inputs[sorted(inputs)[0]])
+    value = (0.5 * first.astype(np.float32) + 2).astype(np.float32) if first.dtype.kind in "iuf" else first
+    return {name: value for name in sorted(sig.outputs)}

@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 from . import fake_inference, inference
-from .errors import CODES, HTTP_FOR_CODE, INT64_MAX, TFError, invalid
+from .errors import HTTP_FOR_CODE, INT64_MAX, TFError, invalid
 from .json_tensors import (
     dtype_name,
     examples_from_json,
@@ -20,8 +20,9 @@ from .json_tensors import (
     serialized_examples,
 )
 from .json_text import error_body, message_to_json, parse_json_object, rapidjson_pretty
-from .manager import ModelManager, VersionRecord
+from .manager import ModelManager
 from .protos import api_pb2
+from .status_metadata import model_metadata, model_status
 from .tensors import json_to_array
 
 PREDICT_RE = re.compile(
@@ -97,26 +98,13 @@ class RestApi:
 
     def _status(self, info: dict[str, Any]) -> str:
         """GetModelStatusImpl (§1.4): the label is not resolved; END versions kept; descending versions."""
-        name = info["name"]
-        if not name:
-            raise invalid("Missing model name in request.")
-        states = self.manager.version_states(name)
-        if "version" in info:
-            v = info["version"]
-            if v not in states:
-                raise TFError("NOT_FOUND", f"Could not find version {v} of model {name}")
-            states = {v: states[v]}
-        elif not states:
-            raise TFError("NOT_FOUND", f"Could not find any versions of model {name}")
-        return status_json(states)
+        status = model_status(self.manager, info["name"], info.get("version"))
+        return message_to_json(status, preserve_names=False)
 
     def _metadata(self, info: dict[str, Any]) -> str:
         """GetModelMetadata (§1.5): servable lookup first, signature_def only, hand-concatenated JSON."""
-        name = info["name"]
-        if not name:
-            raise invalid("Missing model name in request.")
-        version, rec = self.manager.resolve(name, info.get("version"), info.get("label"))
-        return metadata_json(name, version, rec.servable.signatures)
+        resp = model_metadata(self.manager, info["name"], info.get("version"), info.get("label"))
+        return metadata_json(resp)
 
     def _inference(self, info: dict[str, Any], body: bytes) -> str:
         doc = parse_json_object(body)
@@ -150,29 +138,10 @@ class RestApi:
         return rapidjson_pretty({"results": [[list(pair) for pair in row] for row in classes]})
 
 
-def status_json(states: dict[int, VersionRecord]) -> str:
-    """GetModelStatusResponse via the official proto and json_format with TF Serving's options (§1.4)."""
-    pb = api_pb2().status
-    resp = pb.GetModelStatusResponse()
-    for v in sorted(states, reverse=True):
-        rec = states[v]
-        mvs = resp.model_version_status.add(version=v, state=pb.ModelVersionStatus.State.Value(rec.state))
-        mvs.status.error_code = CODES[rec.error_code]
-        if rec.error_code != "OK":
-            mvs.status.error_message = rec.error_message
-    return message_to_json(resp, preserve_names=False)
-
-
-def metadata_json(name: str, version: int, signatures: Any) -> str:
-    """ToJsonString(GetModelMetadataResponse): per-field JSON with proto names, concatenated (§1.5)."""
-    apis = api_pb2()
-    resp = apis.metadata.GetModelMetadataResponse()
-    resp.model_spec.name = name
-    resp.model_spec.version.value = version
-    resp.metadata["signature_def"].Pack(signatures)
-    sdm = apis.metadata.SignatureDefMap()
+def metadata_json(resp: Any) -> str:
+    """ToJsonString(GetModelMetadataResponse): per-field JSON, proto names, concatenated by hand (§1.5)."""
+    sdm = api_pb2().metadata.SignatureDefMap()
     resp.metadata["signature_def"].Unpack(sdm)
     spec = message_to_json(resp.model_spec, preserve_names=True)
     sig = message_to_json(sdm, preserve_names=True)
     return "{\n\"model_spec\":" + spec + ",\n\"metadata\": {\"signature_def\": " + sig + "}\n}\n"
-

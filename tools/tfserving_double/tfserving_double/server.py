@@ -9,10 +9,9 @@ import datetime as _dt
 import socket
 import threading
 from collections.abc import Callable
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from .errors import StartupError, TFError, invalid
-from .grpc_listener import GrpcPlaceholder
 from .http_server import RestRequestHandler, RestServer
 from .manager import ModelManager
 from .metrics import Metrics
@@ -20,6 +19,9 @@ from .model_config import ModelSpecConfig, load_model_config_file, validate_mode
 from .options import ALL_INTERFACES, LOOPBACK, ServerOptions
 from .protos import api_pb2, local_message_classes, parse_proto_text_file
 from .rest_api import RestApi
+
+if TYPE_CHECKING:
+    import grpc
 
 DEFAULT_PROMETHEUS_PATH = "/monitoring/prometheus/metrics"  # §7
 
@@ -77,7 +79,7 @@ class TFServingDouble:
         self.startup_error: StartupError | None = None
         self._threads: list[threading.Thread] = []
         self._http: RestServer | None = None
-        self._grpc: GrpcPlaceholder | None = None
+        self._grpc: grpc.Server | None = None
 
     # -- public API ------------------------------------------------------------------------------------------
 
@@ -119,7 +121,7 @@ class TFServingDouble:
             self._http.shutdown()
             self._http.server_close()
         if self._grpc is not None:
-            self._grpc.close()
+            self._grpc.stop(None)
         for t in self._threads:
             t.join(timeout=5)
 
@@ -196,7 +198,9 @@ class TFServingDouble:
         self._log("I", "server_core.cc", "Finished adding/updating models")
         if o.model_config_file and o.model_config_file_poll_wait_seconds > 0:
             self._spawn(self._config_poll_loop, "config-poll")
-        self._grpc = GrpcPlaceholder(o.port, o.grpc_socket_path, o.bind_address)
+        from .grpc_service import start_grpc_server  # imports TensorFlow's protos, loaded by now
+
+        self._grpc = start_grpc_server(self.manager, o.port, o.grpc_socket_path, o.bind_address)
         self._log("I", "server.cc", f"Running gRPC ModelServer at {o.bind_address}:{o.port} ...")
         self._start_http()
 
