@@ -9,13 +9,19 @@ export PYTHONPATH := $(CURDIR)/operator:$(CURDIR)/exporter:$(CURDIR)/tools/contr
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 PYTEST_ARGS ?=
 
-.PHONY: help demo test test-unit test-integration test-e2e lint controlplane venv bench generate helm-fetch
+.PHONY: help demo test test-unit test-integration test-e2e lint controlplane venv lock images bench generate helm-fetch
 
 help: ## show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
 venv: ## create the cached Python environment
 	@echo $(VENV)
+
+lock: ## re-resolve requirements/*.lock from pyproject.toml (UPGRADE=1: newest allowed versions)
+	tools/dev/lock.sh
+
+images: ## build the operator, exporter and model-server stand-in images (oci-archives, cached outside the clone)
+	$(PYTHON) tools/images/images.py
 
 controlplane: ## build the local control plane binaries (cached outside the clone)
 	@tools/controlplane/build.sh
