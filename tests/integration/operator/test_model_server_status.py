@@ -8,51 +8,12 @@ server's config file, with /models (the volume mount) mapped to a temporary fold
 
 from __future__ import annotations
 
-import threading
-from pathlib import Path
-
 import pytest
 from kubehelpers import condition, eventually, pvc, servedmodel
 from localcluster import free_port
+from tfservinghelpers import ConfigSync, publish
 
 pytestmark = pytest.mark.integration
-
-
-class ConfigSync:
-    """Copies models.config from the ConfigMap into the double's config file, as the kubelet would."""
-
-    def __init__(self, kube, namespace: str, name: str, volume: Path, target: Path):
-        self.kube, self.namespace, self.name, self.volume, self.target = kube, namespace, name, volume, target
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def sync_once(self) -> bool:
-        cm = self.kube.get("configmap", f"{self.name}-config", self.namespace)
-        if cm is None:
-            return False
-        text = cm["data"]["models.config"].replace('base_path: "/models', f'base_path: "{self.volume}')
-        if not self.target.exists() or self.target.read_text() != text:
-            self.target.write_text(text)
-        return True
-
-    def _run(self) -> None:
-        while not self._stop.wait(1.0):
-            self.sync_once()
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-
-def publish(volume: Path, model: str, version: int, complete: bool = True) -> None:
-    folder = volume / model / str(version)
-    folder.mkdir(parents=True)
-    if complete:  # the double loads a version whose saved_model.pb exists; without it the load fails
-        (folder / "saved_model.pb").write_bytes(b"\x08\x01")
 
 
 def versions(kube, namespace: str, name: str):

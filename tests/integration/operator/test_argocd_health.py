@@ -1,0 +1,221 @@
+"""The Argo CD health check of dist/gitops/ on statuses the real operator wrote on the real control plane.
+
+The patch is first merged into an `argocd-cm` ConfigMap with `kubectl patch --patch-file`, as the README
+tells users to, and the Lua is read back from it; then each ServedModel is driven into a state by the
+operator and the Lua (run by a Lua 5.1 interpreter, as Argo CD's is) must say what a reader expects.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import yaml
+from argocdhealth import HEALTH_KEY, PATCH, ROOT, health
+from kubehelpers import condition, eventually, pvc, servedmodel
+from localcluster import free_port
+from tfservinghelpers import ConfigSync, publish
+
+pytestmark = pytest.mark.integration
+CRD_FILE = "servedmodel.io_servedmodels.yaml"
+
+
+@pytest.fixture(scope="module")
+def script(kube) -> Iterator[str]:
+    """The health check as Argo CD would read it from its argocd-cm after the documented patch."""
+    ns = f"argocd-{uuid.uuid4().hex[:8]}"
+    kube.kubectl("create", "namespace", ns)
+    try:
+        kube.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "argocd-cm", "namespace": ns},
+                "data": {"url": "https://argocd.example.com", "timeout.reconciliation": "180s"},
+            }
+        )
+        kube.kubectl("-n", ns, "patch", "configmap", "argocd-cm", "--patch-file", str(PATCH))
+        data = kube.get("configmap", "argocd-cm", ns)["data"]
+        assert data["url"] == "https://argocd.example.com", "the patch must keep Argo CD's own settings"
+        assert data[HEALTH_KEY] == yaml.safe_load(PATCH.read_text())["data"][HEALTH_KEY]
+        yield data[HEALTH_KEY]
+    finally:
+        kube.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+def get(kube, namespace: str, name: str) -> dict:
+    return kube.get("servedmodel", name, namespace) or {}
+
+
+def reason(kube, namespace: str, name: str, ctype: str) -> str | None:
+    return condition(get(kube, namespace, name), ctype).get("reason")
+
+
+def test_no_status_then_ready_then_a_new_generation(kube, operator, namespace, script):
+    kube.apply(pvc("models", namespace))
+    created = json.loads(
+        kube.kubectl(
+            "create", "-f", "-", "-o", "json", input=yaml.safe_dump(servedmodel("resnet", namespace))
+        ).stdout
+    )
+    assert "status" not in created  # what the API server answers before the operator has seen it
+    assert health(script, created) == (
+        "Progressing",
+        "Waiting for the servedmodel-operator to report status",
+    )
+
+    eventually(lambda: reason(kube, namespace, "resnet", "Ready") == "ModelServing", timeout=90, what="Ready")
+    assert health(script, get(kube, namespace, "resnet")) == (
+        "Healthy",
+        "ModelServing: 1/1 model server replicas have a servable version.",
+    )
+
+    # The object as the API server answers the edit: generation 2, the status still about generation 1.
+    edited = json.loads(
+        kube.kubectl(
+            "apply",
+            "-f",
+            "-",
+            "-o",
+            "json",
+            input=yaml.safe_dump(servedmodel("resnet", namespace, replicas=2)),
+        ).stdout
+    )
+    assert edited["metadata"]["generation"] == 2 and edited["status"]["observedGeneration"] == 1
+    assert health(script, edited) == (
+        "Progressing",
+        "Waiting for the servedmodel-operator to observe generation 2",
+    )
+
+
+def test_rolling_out_and_scaled_to_zero(kube, operator, namespace, script):
+    kube.apply(pvc("models", namespace))
+    # No node has this label: the pods stay Pending, so the rollout never completes.
+    kube.apply(servedmodel("stuck", namespace, nodeSelector={"servedmodel.io/test-no-such-node": "x"}))
+    kube.apply(servedmodel("idle", namespace, replicas=0))
+
+    eventually(
+        lambda: reason(kube, namespace, "stuck", "Progressing") == "RollingOut", timeout=60, what="rollout"
+    )
+    sm = get(kube, namespace, "stuck")
+    assert condition(sm, "Ready")["reason"] == "ReplicasNotReady"
+    assert health(script, sm) == ("Progressing", "RollingOut: 1/1 replicas updated, 0 ready.")
+
+    eventually(
+        lambda: reason(kube, namespace, "idle", "Ready") == "ScaledToZero", timeout=60, what="scaled to 0"
+    )
+    assert health(script, get(kube, namespace, "idle")) == (
+        "Healthy",
+        "ScaledToZero: spec.replicas is 0: no model server is running.",
+    )
+
+
+def test_invalid_spec(kube, operator, namespace, script):
+    """A spec stored under an older CRD: the API server keeps it, the operator refuses it (InvalidSpec)."""
+    kube.apply(pvc("models", namespace))
+    crd = "servedmodels.servedmodel.io"
+    rule = json.dumps(
+        [{"op": "remove", "path": "/spec/versions/0/schema/openAPIV3Schema/x-kubernetes-validations"}]
+    )
+    kube.kubectl("patch", "crd", crd, "--type=json", "-p", rule)
+    try:
+        # The old CRD did not yet check that the name is a DNS label, which the model's Service needs.
+        eventually(
+            lambda: kube.try_apply(servedmodel("bad.name", namespace)).returncode == 0,
+            timeout=30,
+            what="the relaxed CRD in effect",
+        )
+    finally:
+        kube.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds" / CRD_FILE))
+        eventually(
+            lambda: "DNS label" in kube.try_apply(servedmodel("again.bad", namespace)).stderr,
+            timeout=30,
+            what="the current CRD back in effect",
+        )
+    eventually(
+        lambda: reason(kube, namespace, "bad.name", "Ready") == "InvalidSpec", timeout=60, what="invalid"
+    )
+    status, message = health(script, get(kube, namespace, "bad.name"))
+    assert status == "Degraded"
+    assert message.startswith(
+        "InvalidSpec: the ServedModel's name names its Service, so it must be a DNS label"
+    )
+
+
+def test_storage_missing(kube, operator, namespace, script):
+    kube.apply(servedmodel("nopvc", namespace))
+    eventually(
+        lambda: reason(kube, namespace, "nopvc", "Ready") == "StorageNotFound", timeout=60, what="no PVC"
+    )
+    assert health(script, get(kube, namespace, "nopvc")) == (
+        "Degraded",
+        f"StorageNotFound: PersistentVolumeClaim 'models' does not exist in namespace '{namespace}'; create it "
+        "(the model server mounts it at /models) and the model will be served.",
+    )
+
+
+def test_export_failed_while_serving(kube, operator, namespace, script):
+    kube.apply(pvc("models", namespace))
+    # Requests above limits: the API server refuses the export Job; the model itself serves on.
+    export = {
+        "source": {"path": "in/a.keras"},
+        "resources": {"requests": {"cpu": "2"}, "limits": {"cpu": "1"}},
+    }
+    kube.apply(servedmodel("exp", namespace, export=export))
+
+    def failed_while_ready():
+        sm = get(kube, namespace, "exp")
+        return (
+            condition(sm, "Exported").get("reason") == "ExportFailed"
+            and condition(sm, "Ready").get("status") == "True"
+            and sm
+        )
+
+    sm = eventually(failed_while_ready, timeout=90, what="ExportFailed while Ready")
+    status, message = health(script, sm)
+    assert status == "Degraded"
+    assert message.startswith("ExportFailed: The API server rejected the export Job:")
+    assert "must be less than or equal to cpu limit" in message
+
+
+def test_version_failed_to_load_while_serving(kube, operator, namespace, script, tmp_path):
+    from tfserving_double import TFServingDouble
+
+    volume, config = tmp_path / "volume", tmp_path / "models.config"
+    publish(volume, "vision", 1)
+    rest, grpc = free_port(), free_port()
+    kube.apply(pvc("models", namespace))
+    kube.apply(servedmodel("vision", namespace, ports={"grpc": grpc, "rest": rest}))
+    with ConfigSync(kube, namespace, "vision", volume, config) as sync:
+        eventually(sync.sync_once, what="ConfigMap rendered")
+        double = TFServingDouble(
+            model_config_file=str(config),
+            port=grpc,
+            rest_api_port=rest,
+            model_config_file_poll_wait_seconds=1,
+            file_system_poll_wait_seconds=1,
+            max_num_load_retries=0,
+        )
+        with double:
+            eventually(
+                lambda: (
+                    health(script, get(kube, namespace, "vision"))
+                    == ("Healthy", "ModelServing: Serving versions 1.")
+                ),
+                timeout=60,
+                what="Healthy on version 1",
+            )
+            publish(volume, "vision", 2, complete=False)  # no saved_model.pb: the load fails
+            eventually(
+                lambda: reason(kube, namespace, "vision", "Degraded") == "VersionLoadFailed",
+                timeout=60,
+                what="VersionLoadFailed",
+            )
+            sm = get(kube, namespace, "vision")
+            assert condition(sm, "Ready")["status"] == "True"  # version 1 still serves
+            status, message = health(script, sm)
+            assert status == "Degraded"
+            assert message.startswith("VersionLoadFailed: version 2 failed to load: ")
+            assert "Could not find SavedModel" in message
