@@ -151,8 +151,8 @@ def test_storage_missing(kube, operator, namespace, script):
     )
     assert health(script, get(kube, namespace, "nopvc")) == (
         "Degraded",
-        f"StorageNotFound: PersistentVolumeClaim 'models' does not exist in namespace '{namespace}'; create it "
-        "(the model server mounts it at /models) and the model will be served.",
+        f"StorageNotFound: PersistentVolumeClaim 'models' does not exist in namespace '{namespace}'; "
+        "create it (the model server mounts it at /models) and the model will be served.",
     )
 
 
