@@ -131,5 +131,8 @@ def options_from_flags(values: dict[str, Any], bind_address: str = ALL_INTERFACE
         batching_parameters_file=values["batching_parameters_file"],
         allow_version_labels_for_unavailable_models=values["allow_version_labels_for_unavailable_models"],
         monitoring_config_file=values["monitoring_config_file"],
-        load_delay_seconds=max(values["double_load_delay_seconds"], 0.0), bind_address=bind_address)
+        load_delay_seconds=max(values["double_load_delay_seconds"], 0.0), bind_address=bind_address,
+        saved_model_tags=tuple(t for t in values["saved_model_tags"].split(",") if t),
+        enable_model_warmup=values["enable_model_warmup"],
+        num_request_iterations_for_warmup=max(values["num_request_iterations_for_warmup"], 1))
 

@@ -114,29 +114,13 @@ class PredictionService(_Handlers, prediction_service_pb2_grpc.PredictionService
             response.outputs[alias].CopyFrom(to_tensor_proto(value))
         return response
 
-    def _examples(self, request: Any) -> list[bytes]:
-        """Input.example_list, or example_list_with_context with the context merged into each example."""
-        kind = request.input.WhichOneof("kind")
-        if kind == "example_list":
-            return [e.SerializeToString() for e in request.input.example_list.examples]
-        if kind == "example_list_with_context":
-            both = request.input.example_list_with_context
-            out = []
-            for example in both.examples:
-                merged = type(example)()
-                merged.CopyFrom(both.context)
-                merged.MergeFrom(example)
-                out.append(merged.SerializeToString())
-            return out
-        raise invalid("Input is empty.")
-
     def _classify(self, request: Any) -> Any:
         servable, sig, version, sig_name = self._signature(request)
         if servable.placeholder:
             raise TFError("UNIMPLEMENTED", "Classify needs a real SavedModel (this version is a placeholder)")
         response = classification_pb2.ClassificationResponse()
         self._echo_spec(response, request, version, sig_name)
-        for row in inference.classify(servable, sig, self._examples(request)):
+        for row in inference.classify(servable, sig, inference.serialized_input(request.input)):
             classifications = response.result.classifications.add()
             for label, score in row:
                 classifications.classes.add(label=label, score=float(score))
@@ -148,7 +132,7 @@ class PredictionService(_Handlers, prediction_service_pb2_grpc.PredictionService
             raise TFError("UNIMPLEMENTED", "Regress needs a real SavedModel (this version is a placeholder)")
         response = regression_pb2.RegressionResponse()
         self._echo_spec(response, request, version, sig_name)
-        for value in inference.regress(servable, sig, self._examples(request)):
+        for value in inference.regress(servable, sig, inference.serialized_input(request.input)):
             response.result.regressions.add(value=float(np.float32(value)))
         return response
 

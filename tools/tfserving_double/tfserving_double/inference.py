@@ -44,6 +44,24 @@ def predict(servable: Servable, sig: Any, inputs: dict[str, np.ndarray],
     return servable.run({alias: info.name for alias, info in outputs.items()}, feeds)
 
 
+def serialized_input(input_proto: Any) -> list[bytes]:
+    """An ``Input`` proto as serialized tf.Examples: example_list, or example_list_with_context with the
+    context merged into each example (example features win)."""
+    kind = input_proto.WhichOneof("kind")
+    if kind == "example_list":
+        return [e.SerializeToString() for e in input_proto.example_list.examples]
+    if kind == "example_list_with_context":
+        both = input_proto.example_list_with_context
+        out = []
+        for example in both.examples:
+            merged = type(example)()
+            merged.CopyFrom(both.context)
+            merged.MergeFrom(example)
+            out.append(merged.SerializeToString())
+        return out
+    raise invalid("Input is empty.")
+
+
 def _examples_feed(sig: Any, serialized: list[bytes]) -> dict[str, Any]:
     if len(sig.inputs) != 1:
         raise invalid("Expected one input Tensor.")

@@ -17,6 +17,7 @@ from .model_config import ModelSpecConfig
 from .options import ServerOptions
 from .servable import Servable, load_servable
 from .version_dirs import aspired_versions
+from .warmup import run_warmup
 
 
 @dataclasses.dataclass
@@ -187,6 +188,24 @@ class ModelManager:
         self._log("I", "loader_harness.cc",
                   f"Done unloading servable version {{name: {name} version: {version}}}")
 
+    def _load_and_warm_up(self, path: str) -> Servable:
+        """SavedModelBundle load, then the warmup replay inside the load (§6): either failing fails it."""
+        o = self.options
+        servable = load_servable(path, o.saved_model_tags)
+        if o.enable_model_warmup and not servable.placeholder:
+            started = time.monotonic()
+            status = "OK"
+            try:
+                run_warmup(servable, o.num_request_iterations_for_warmup, self._log)
+            except TFError as e:
+                status = e.code
+                raise
+            finally:
+                micros = (time.monotonic() - started) * 1e6
+                self.metrics.observe("/tensorflow/serving/model_warmup_latency",
+                                     {"model_path": path, "status": status}, micros)
+        return servable
+
     def _load(self, name: str, version: int) -> None:
         """LOADING for the simulated delay, then AVAILABLE, or END with the error after the retries."""
         with self._cond:
@@ -200,7 +219,7 @@ class ModelManager:
             if attempt and self.stopping.wait(self.options.load_retry_interval_seconds):
                 return
             try:
-                servable = load_servable(path)
+                servable = self._load_and_warm_up(path)
                 error = None
                 break
             except TFError as e:

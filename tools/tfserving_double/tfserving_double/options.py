@@ -28,6 +28,9 @@ class ServerOptions:
     allow_version_labels_for_unavailable_models: bool = False
     monitoring_config_file: str = ""
     load_delay_seconds: float = 0.0  # double only: time spent in LOADING
+    saved_model_tags: tuple[str, ...] = ("serve",)
+    enable_model_warmup: bool = True
+    num_request_iterations_for_warmup: int = 1
     # Double only. The real server binds every interface and has no flag for it (§1.1); in-process doubles
     # default to loopback, the program (and so the container) to all interfaces, like the real one.
     bind_address: str = LOOPBACK
