@@ -216,3 +216,18 @@ def test_program_listens_on_every_interface_by_default(tmp_path: Path) -> None:
         proc.terminate()
         _, err = proc.communicate(timeout=10)
     assert f"Running gRPC ModelServer at 0.0.0.0:{grpc}" in err
+
+
+def test_session_threads_and_tags_flags() -> None:
+    values, unknown, ok = parse_flags(
+        [
+            "--tensorflow_session_parallelism=2",
+            "--tensorflow_inter_op_parallelism=1",
+            "--grpc_max_threads=3",
+            "--saved_model_tags=serve,gpu",
+        ]
+    )
+    opts = options_from_flags(values)
+    assert ok and not unknown
+    assert (opts.intra_op_parallelism, opts.inter_op_parallelism, opts.grpc_max_threads) == (2, 1, 3)
+    assert opts.saved_model_tags == ("serve", "gpu")

@@ -117,6 +117,7 @@ def usage(prog: str) -> str:
 
 def options_from_flags(values: dict[str, Any], bind_address: str = ALL_INTERFACES) -> ServerOptions:
     """The program's options: like the real server it listens on every interface unless told otherwise."""
+    both_parallelism = values["tensorflow_session_parallelism"]
     return ServerOptions(
         port=values["port"], grpc_socket_path=values["grpc_socket_path"],
         rest_api_port=values["rest_api_port"] or None,
@@ -134,5 +135,8 @@ def options_from_flags(values: dict[str, Any], bind_address: str = ALL_INTERFACE
         load_delay_seconds=max(values["double_load_delay_seconds"], 0.0), bind_address=bind_address,
         saved_model_tags=tuple(t for t in values["saved_model_tags"].split(",") if t),
         enable_model_warmup=values["enable_model_warmup"],
-        num_request_iterations_for_warmup=max(values["num_request_iterations_for_warmup"], 1))
+        num_request_iterations_for_warmup=max(values["num_request_iterations_for_warmup"], 1),
+        intra_op_parallelism=max(values["tensorflow_intra_op_parallelism"] or both_parallelism, 0),
+        inter_op_parallelism=max(values["tensorflow_inter_op_parallelism"] or both_parallelism, 0),
+        grpc_max_threads=max(values["grpc_max_threads"], 1))
 

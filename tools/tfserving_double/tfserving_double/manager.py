@@ -191,7 +191,8 @@ class ModelManager:
     def _load_and_warm_up(self, path: str) -> Servable:
         """SavedModelBundle load, then the warmup replay inside the load (§6): either failing fails it."""
         o = self.options
-        servable = load_servable(path, o.saved_model_tags)
+        threads = (o.intra_op_parallelism, o.inter_op_parallelism)
+        servable = load_servable(path, o.saved_model_tags, threads)
         if o.enable_model_warmup and not servable.placeholder:
             started = time.monotonic()
             status = "OK"

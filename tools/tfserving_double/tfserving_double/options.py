@@ -31,6 +31,11 @@ class ServerOptions:
     saved_model_tags: tuple[str, ...] = ("serve",)
     enable_model_warmup: bool = True
     num_request_iterations_for_warmup: int = 1
+    # Session threads (--tensorflow_intra_op_parallelism / inter_op; --tensorflow_session_parallelism sets
+    # both); 0 lets TensorFlow choose. gRPC handler threads (--grpc_max_threads).
+    intra_op_parallelism: int = 0
+    inter_op_parallelism: int = 0
+    grpc_max_threads: int = 16
     # Double only. The real server binds every interface and has no flag for it (§1.1); in-process doubles
     # default to loopback, the program (and so the container) to all interfaces, like the real one.
     bind_address: str = LOOPBACK

@@ -104,7 +104,8 @@ def _read_saved_model(version_dir: str) -> Any | None:
     return saved
 
 
-def load_servable(version_dir: str, tags: tuple[str, ...] = ("serve",)) -> Servable:
+def load_servable(version_dir: str, tags: tuple[str, ...] = ("serve",),
+                  threads: tuple[int, int] = (0, 0)) -> Servable:
     """Load a version folder; raises TFError (the load fails) when TensorFlow cannot load a real model."""
     saved = _read_saved_model(version_dir)
     metas = [] if saved is None else saved.meta_graphs
@@ -116,13 +117,16 @@ def load_servable(version_dir: str, tags: tuple[str, ...] = ("serve",)) -> Serva
         sdm.signature_def[k].CopyFrom(sd)
     if not meta.graph_def.node:  # a signature-only proto: nothing to run
         return Servable(version_dir, sdm)
-    return Servable(version_dir, sdm, _load_session(version_dir, list(tags)))
+    return Servable(version_dir, sdm, _load_session(version_dir, list(tags), threads))
 
 
-def _load_session(version_dir: str, tags: list[str]) -> Any:
+def _load_session(version_dir: str, tags: list[str], threads: tuple[int, int]) -> Any:
+    """A session per version, with the intra/inter-op thread counts (0 = TensorFlow's choice)."""
     tf = tensorflow()
     graph = tf.Graph()
-    session = tf.compat.v1.Session(graph=graph)
+    config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=threads[0],
+                                      inter_op_parallelism_threads=threads[1])
+    session = tf.compat.v1.Session(graph=graph, config=config)
     try:
         with _load_lock, graph.as_default():
             tf.compat.v1.saved_model.loader.load(session, tags, version_dir)

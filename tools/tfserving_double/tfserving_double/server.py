@@ -200,7 +200,8 @@ class TFServingDouble:
             self._spawn(self._config_poll_loop, "config-poll")
         from .grpc_service import start_grpc_server  # imports TensorFlow's protos, loaded by now
 
-        self._grpc = start_grpc_server(self.manager, o.port, o.grpc_socket_path, o.bind_address)
+        self._grpc = start_grpc_server(self.manager, o.port, o.grpc_socket_path, o.bind_address,
+                                       o.grpc_max_threads)
         self._log("I", "server.cc", f"Running gRPC ModelServer at {o.bind_address}:{o.port} ...")
         self._start_http()
 

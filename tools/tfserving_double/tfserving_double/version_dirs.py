@@ -31,7 +31,7 @@ def aspired_versions(m: ModelSpecConfig, log: Log) -> dict[int, str]:
     """
     if "://" in m.base_path or not os.path.isdir(m.base_path):
         raise TFError("NOT_FOUND", f"Could not find base path {m.base_path} for servable {m.name} with "
-                                   f"error NOT_FOUND: {m.base_path} not found")
+                      f"error NOT_FOUND: {m.base_path} not found")
     found: dict[int, str] = {}
     for child in sorted(os.listdir(m.base_path)):
         v = parse_version_dir(child)
@@ -39,14 +39,14 @@ def aspired_versions(m: ModelSpecConfig, log: Log) -> dict[int, str]:
             continue  # non-numeric children are silently ignored
         if v in found:
             log("W", "file_system_storage_path_source.cc",
-                      f"Duplicate version directories detected. Version {v} will be loaded from "
-                      f"{found[v]}, {os.path.join(m.base_path, child)} will be ignored.")
+                f"Duplicate version directories detected. Version {v} will be loaded from "
+                f"{found[v]}, {os.path.join(m.base_path, child)} will be ignored.")
             continue
         found[v] = os.path.join(m.base_path, child)
     if not found:
         log("W", "file_system_storage_path_source.cc",
-                  f"No versions of servable {m.name} found under base path {m.base_path}. Did you forget "
-                  f"to name your leaf directory as a number (eg. '/1/')?")
+            f"No versions of servable {m.name} found under base path {m.base_path}. Did you forget "
+            f"to name your leaf directory as a number (eg. '/1/')?")
         return {}
     if m.policy == "all":
         return found
@@ -54,8 +54,8 @@ def aspired_versions(m: ModelSpecConfig, log: Log) -> dict[int, str]:
         for v in m.specific_versions:
             if v not in found:
                 log("W", "file_system_storage_path_source.cc",
-                          f"Version {v} of servable {m.name}, which was requested to be served as a "
-                          f"'specific' version in the servable's version policy, was not found in the "
-                          f"file system")
+                    f"Version {v} of servable {m.name}, which was requested to be served as a "
+                    f"'specific' version in the servable's version policy, was not found in the "
+                    f"file system")
         return {v: p for v, p in found.items() if v in m.specific_versions}
     return {v: found[v] for v in sorted(found, reverse=True)[: m.num_versions]}
