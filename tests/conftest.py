@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from chartrights import grant_chart_rights, rbac_denials
 from kubehelpers import Kube, OperatorProcess
 from localcluster import OPERATOR_USER, LocalCluster
 
@@ -42,14 +43,9 @@ def crd(kube: Kube) -> None:
 
 @pytest.fixture(scope="session")
 def operator_rbac(kube: Kube) -> None:
-    """Rights for the operator's identity. The Helm chart's least-privilege role is tested separately."""
-    kube.apply(f"""
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata: {{name: servedmodel-operator-test}}
-roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}}
-subjects: [{{apiGroup: rbac.authorization.k8s.io, kind: User, name: {OPERATOR_USER}}}]
-""")
+    """The operator's identity gets exactly the rules of the Helm chart's ClusterRole (rendered by helm),
+    so every path the integration tests take is also a proof of the chart's least privilege."""
+    grant_chart_rights(kube.kubectl, OPERATOR_USER, "servedmodel-operator-test")
 
 
 @pytest.fixture(scope="session")
@@ -72,6 +68,9 @@ def operator(
     finally:
         op.stop()
         print(f"\n--- operator log tail ---\n{op.tail(3000)}")
+    # Every write of the operator is audited: none may have been refused for lack of a right.
+    denied = rbac_denials(cluster.audited_writes(OPERATOR_USER))
+    assert denied == [], f"the chart's rules refused the operator: {denied}"
 
 
 @pytest.fixture

@@ -111,9 +111,10 @@ class Reconciler:
             elif kind == "Deployment":
                 canary_deployment = live
 
-        applied_any |= await self._prune(
+        pruned, undeleted = await self._prune(
             sm, spec, {(o["kind"], o["metadata"]["name"]) for o in desired_objects}
         )
+        applied_any |= pruned
         desired_replicas = spec.replicas
         if spec.autoscaling is not None:  # the autoscaler decides; report what it asked for
             desired_replicas = ((deployment or {}).get("spec") or {}).get(
@@ -140,6 +141,8 @@ class Reconciler:
                 if v.failed
             ]
             conditions = st.with_model_server(conditions, serving_verdict(spec, versions), failed)
+        if undeleted:
+            conditions = st.with_delete_failures(conditions, undeleted)
         export_record = (sm.get("status") or {}).get("export")
         if spec.export is not None:
             export_record, export_condition = await ExportLifecycle(self.api, self.cache, self._event).step(
@@ -157,6 +160,8 @@ class Reconciler:
             [v.to_status() for v in versions] if versions is not None else None,
             canary_status,
         )
+        if undeleted:  # an administrator may grant the right without touching the ServedModel: retry
+            raise Retry("; ".join(undeleted))
         if not (applied_any or wrote_status):
             log.debug("reconciled %s/%s: up to date", *key)
 
@@ -242,9 +247,16 @@ class Reconciler:
             self._discovery = (now, found)
         return self._discovery[1]
 
-    async def _prune(self, sm: dict[str, Any], spec: ServedModelSpec, desired: set[tuple[str, str]]) -> bool:
-        """Delete children the spec no longer renders (an HPA, a finished canary's Deployment, ...)."""
-        pruned = False
+    async def _prune(
+        self, sm: dict[str, Any], spec: ServedModelSpec, desired: set[tuple[str, str]]
+    ) -> tuple[bool, list[str]]:
+        """Delete children the spec no longer renders (an HPA, a finished canary's Deployment, ...).
+
+        Returns whether anything was deleted, and what the API server refused to delete (with its message):
+        a child left behind keeps working (a rolled-back canary keeps its share of the traffic), so the
+        refusal goes to status, not only to the log.
+        """
+        pruned, refused = False, []
         for kind in PRUNABLE_KINDS:
             for live in self.cache.children(kind, spec.namespace, spec.name):
                 name = live["metadata"]["name"]
@@ -258,11 +270,14 @@ class Reconciler:
                     if not exc.permanent:
                         raise Retry(f"deleting {kind} {name}: {exc}") from exc
                     log.warning("cannot delete %s %s: %s", kind, name, exc)
+                    refused.append(
+                        f"cannot delete {kind} {name!r}, which the spec no longer asks for: {exc.message}"
+                    )
                     continue
                 message = f"Deleted {kind} {name}, which the spec no longer asks for"
                 await self._event(sm, "Normal", "Deleted", message)
                 pruned = True
-        return pruned
+        return pruned, refused
 
     async def _announce_apply(
         self, sm: dict[str, Any], desired: dict[str, Any], live: dict[str, Any] | None

@@ -124,6 +124,15 @@ def with_model_server(
     return [by_type[c.type] for c in conditions]
 
 
+def with_delete_failures(conditions: list[Condition], refused: list[str]) -> list[Condition]:
+    """Children the operator could not delete: Degraded, with the API server's messages (a 403 names the
+    missing right). What serves is unchanged, so Ready is left as it is."""
+    return [
+        Condition(DEGRADED, True, "DeleteFailed", "; ".join(refused)) if c.type == DEGRADED else c
+        for c in conditions
+    ]
+
+
 def blocked_conditions(reason: str, message: str) -> list[Condition]:
     """The spec cannot be served (invalid, storage missing, rejected by the API server)."""
     return [

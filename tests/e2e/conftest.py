@@ -7,30 +7,18 @@ tests/conftest.py. Nothing here skips: a missing tool fails the tests that need 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2ehelpers import ROOT, ChartOperator, UserTools
+from chartrights import tools_dir as fetched_tools_dir
+from e2ehelpers import ChartOperator, UserTools
 from localcluster import LocalCluster
 
 
 @pytest.fixture(scope="session")
 def tools_dir() -> Path:
-    proc = subprocess.run(
-        ["bash", str(ROOT / "tools" / "helm" / "fetch.sh")],
-        stdout=subprocess.PIPE,
-        text=True,
-        # This Python later runs kubernetes-validate from the folder's pylib/, so it installs it there.
-        env={**os.environ, "PYTHON": sys.executable},
-    )
-    assert proc.returncode == 0, "tools/helm/fetch.sh failed (see its log above)"
-    path = Path(proc.stdout.strip().splitlines()[-1])
-    assert (path / "helm").is_file() and (path / "kubectl").is_file(), f"no helm/kubectl in {path}"
-    return path
+    return fetched_tools_dir()
 
 
 @pytest.fixture(scope="session")

@@ -3,10 +3,11 @@ ServiceAccount (a `kubectl create token` token), in both watch scopes, with the 
 witness: every request that identity made is audited, reads included (see AUDIT_POLICY in
 tools/controlplane/localcluster.py), so "zero 403" covers everything kopf and the operator did.
 
-Only this identity's requests are judged. Another operator process (tests/conftest.py's `operator`, as
-cluster-admin) may be running in the same session and act on the same objects; that is harmless (same field
-manager, same content), and it cannot hide a 403 of ours. It can only make the negative test's Ready=False
-check race, which is why that check is made only when no other operator wrote in the test's namespace.
+Only this identity's requests are judged. Another operator process (tests/conftest.py's `operator`, with
+the same chart rules bound to its test identity) may be running in the same session and act on the same
+objects; that is harmless (same field manager, same content), and it cannot hide a 403 of ours. It can only
+make the negative test's Ready=False check race, which is why that check is made only when no other operator
+wrote in the test's namespace.
 """
 
 from __future__ import annotations
@@ -223,12 +224,13 @@ NOT_EXERCISED = (
         for v in ("list", "watch", "create", "patch", "delete")
     }
 )
-# Writes on the optional children, which only the cluster-wide test's autoscaled ServedModel makes.
+# Writes on the optional children, and deletes of a finished canary's objects, which only the cluster-wide
+# test's autoscaled canary makes.
 OPTIONAL_WRITES = {
     (v, g, r)
     for v in ("patch", "delete")
     for g, r in (("autoscaling", "horizontalpodautoscalers"), ("policy", "poddisruptionbudgets"))
-}
+} | {("delete", "", "configmaps"), ("delete", "", "services"), ("delete", "apps", "deployments")}
 CREATED_BY_APPLY = {
     ("create", "", "configmaps"),
     ("create", "", "services"),
@@ -244,8 +246,11 @@ def test_cluster_wide_install_is_enough_and_every_rule_is_used(
     install()  # default values: cluster-wide
     admin.kubectl("apply", "-f", "-", input=pvc("models", app_namespace))
     manifest = tmp_path / "servedmodel.yaml"
-    # Autoscaling from 2 replicas: a HorizontalPodAutoscaler and a PodDisruptionBudget besides the rest.
-    autoscaled = servedmodel("iris", app_namespace, autoscaling={"minReplicas": 2, "maxReplicas": 3})
+    # Autoscaling from 2 replicas: a HorizontalPodAutoscaler and a PodDisruptionBudget besides the rest; and a
+    # canary, with a Deployment, a ConfigMap and Services of its own.
+    autoscaled = servedmodel(
+        "iris", app_namespace, autoscaling={"minReplicas": 2, "maxReplicas": 3}, canary={"version": 2}
+    )
     manifest.write_text(yaml.safe_dump(autoscaled))
     since = time.time()
     op = start_operator(sa_kubeconfig(admin, cluster, tmp_path), [])
@@ -258,10 +263,17 @@ def test_cluster_wide_install_is_enough_and_every_rule_is_used(
 
     all_kinds = ("deployment", "service", "configmap", "hpa", "pdb")
     wait_for(lambda: children(*all_kinds) == set(all_kinds), timeout=60, what="all five children")
-    # The user drops autoscaling: the operator deletes the HPA and the PDB it no longer needs.
+    assert admin.exists("deployment", "iris-canary", "-n", app_namespace)
+    # The user drops autoscaling and rolls the canary back: the operator deletes what it no longer needs.
     manifest.write_text(yaml.safe_dump(servedmodel("iris", app_namespace)))
     apply_as_user(admin, manifest)
     wait_for(lambda: not children("hpa", "pdb"), timeout=60, what="the HPA and PDB to be pruned")
+    canary = (("deployment", "iris-canary"), ("configmap", "iris-canary-config"), ("service", "iris-canary"))
+    wait_for(
+        lambda: not any(admin.exists(kind, name, "-n", app_namespace) for kind, name in canary),
+        timeout=60,
+        what="the canary's objects to be pruned",
+    )
     sm = wait_ready(admin, app_namespace, "iris")
     assert sm["status"]["observedGeneration"] == sm["metadata"]["generation"]
 

@@ -86,13 +86,14 @@ namespace otherwise). Each one is used by the operator today; docs/install.md sa
   resources: [servedmodels/status]
   verbs: [patch]
 # Children: kopf lists and watches them; the operator server-side applies them (PATCH; `create` is checked
-# too when the apply creates the object).
+# too when the apply creates the object) and deletes those the spec no longer renders (a promoted or
+# rolled-back canary's Deployment, ConfigMap and Services).
 - apiGroups: [""]
   resources: [configmaps, services]
-  verbs: [list, watch, create, patch]
+  verbs: [list, watch, create, patch, delete]
 - apiGroups: [apps]
   resources: [deployments]
-  verbs: [list, watch, create, patch]
+  verbs: [list, watch, create, patch, delete]
 # Export Jobs (spec.export): applied like the other children, never deleted by the operator.
 - apiGroups: [batch]
   resources: [jobs]

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from chartrights import chart_rules, grant_chart_rights
 from kubehelpers import Kube, OperatorProcess, pvc
 from localcluster import OPERATOR_USER, LocalCluster
 
@@ -18,7 +19,7 @@ CRD = ROOT / "crds" / "servedmodel.io_servedmodels.yaml"
 
 
 class Operator(OperatorProcess):
-    """The operator with the faults suite's identity (cluster-admin); verbose unless `cmd` replaces it."""
+    """The operator with the faults suite's identity (the chart's rules); verbose unless `cmd` replaces it."""
 
     def __init__(
         self,
@@ -27,9 +28,14 @@ class Operator(OperatorProcess):
         args: list[str],
         env: dict[str, str],
         cmd: list[str] | None = None,
+        kubeconfig: Path | None = None,
     ):
         super().__init__(
-            cluster.operator_kubeconfig, log_path, args if cmd else ["--verbose", *args], env, cmd
+            kubeconfig or cluster.operator_kubeconfig,
+            log_path,
+            args if cmd else ["--verbose", *args],
+            env,
+            cmd,
         )
 
 
@@ -40,12 +46,9 @@ def fcluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]
     try:
         cp.kubectl("apply", "--server-side", "-f", str(CRD))
         Kube(cp).wait_established("servedmodels.servedmodel.io")
-        cp.kubectl(
-            "create",
-            "clusterrolebinding",
-            "faults-operator",
-            "--clusterrole=cluster-admin",
-            f"--user={OPERATOR_USER}",
+        # The chart's rules in peering mode (test_peering runs replicas in a kopf peering).
+        grant_chart_rights(
+            cp.kubectl, OPERATOR_USER, "faults-operator", chart_rules(["--set", "peering.enabled=true"])
         )
         yield cp
     finally:
@@ -75,7 +78,11 @@ def spawn_operator(fcluster: LocalCluster, tmp_path: Path) -> Iterator[Any]:
     started: list[Operator] = []
 
     def spawn(
-        *args: str, env: dict[str, str] | None = None, cmd: list[str] | None = None, name: str = "operator"
+        *args: str,
+        env: dict[str, str] | None = None,
+        cmd: list[str] | None = None,
+        name: str = "operator",
+        kubeconfig: Path | None = None,
     ) -> Operator:
         op = Operator(
             fcluster,
@@ -83,6 +90,7 @@ def spawn_operator(fcluster: LocalCluster, tmp_path: Path) -> Iterator[Any]:
             list(args),
             {"SERVEDMODEL_RESYNC_SECONDS": "4", **(env or {})},
             cmd,
+            kubeconfig,
         )
         started.append(op)
         return op

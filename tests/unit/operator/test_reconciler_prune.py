@@ -1,0 +1,112 @@
+"""Pruning children the spec no longer renders, through the real reconciler with an in-memory cluster view:
+a delete the API server refuses is shown in status (and retried), not only logged."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from typing import Any
+
+import pytest
+from servedmodel_operator.kube import ApiError
+from servedmodel_operator.reconciler import Reconciler
+from servedmodel_operator.workqueue import Retry
+
+FORBIDDEN = (
+    'deployments.apps "m-canary" is forbidden: User "op" cannot delete resource "deployments" in API group '
+    '"apps" in the namespace "ns"'
+)
+
+
+class Api:
+    def __init__(self, refuse: set[str]) -> None:
+        self.refuse = refuse
+        self.deleted: list[tuple[str, str]] = []
+        self.status_patches: list[dict[str, Any]] = []
+        self.events: list[tuple[str, str]] = []
+
+    def apply(self, obj):
+        return copy.deepcopy(obj)
+
+    def delete(self, obj):
+        if obj["metadata"]["name"] in self.refuse:
+            raise ApiError(403, FORBIDDEN, "Forbidden")
+        self.deleted.append((obj["kind"], obj["metadata"]["name"]))
+
+    def patch_status(self, group, version, namespace, name, patch):
+        self.status_patches.append(patch)
+
+    def post_event(self, involved, type_, reason, message, now):
+        self.events.append((reason, message))
+
+    def serves(self, group_version, plural):
+        return False
+
+
+class Cache:
+    def __init__(self, sm, children):
+        self.sm, self.objects = sm, children
+
+    def servedmodel(self, key):
+        return self.sm
+
+    def child(self, kind, namespace, name):
+        return next((o for o in self.objects if (o["kind"], o["metadata"]["name"]) == (kind, name)), None)
+
+    def pvc_exists(self, namespace, name):
+        return True
+
+    def children(self, kind, namespace, owner):
+        return [o for o in self.objects if o["kind"] == kind]
+
+    def servedmodel_keys(self):
+        return [("ns", "m")]
+
+
+SM = {
+    "apiVersion": "servedmodel.io/v1alpha1",
+    "kind": "ServedModel",
+    "metadata": {"name": "m", "namespace": "ns", "uid": "u", "generation": 2},
+    "spec": {"storage": {"persistentVolumeClaim": {"claimName": "models"}}, "replicas": 2},
+}
+
+
+def leftover(kind: str, name: str, api_version: str) -> dict[str, Any]:
+    """A child a canary left behind (the spec no longer has a canary)."""
+    return {"apiVersion": api_version, "kind": kind, "metadata": {"name": name, "namespace": "ns"}}
+
+
+LEFTOVERS = [
+    leftover("Deployment", "m-canary", "apps/v1"),
+    leftover("ConfigMap", "m-canary-config", "v1"),
+    leftover("Service", "m-canary", "v1"),
+]
+
+
+def degraded(patch: dict[str, Any]) -> dict[str, Any]:
+    return next(c for c in patch["status"]["conditions"] if c["type"] == "Degraded")
+
+
+def test_a_refused_delete_is_degraded_in_status_and_retried():
+    api = Api(refuse={"m-canary"})
+    reconciler = Reconciler(api=api, cache=Cache(SM, list(LEFTOVERS)))
+    with pytest.raises(Retry):
+        asyncio.run(reconciler.reconcile(("ns", "m")))
+    assert api.deleted == [("ConfigMap", "m-canary-config")]
+    cond = degraded(api.status_patches[-1])
+    assert cond["status"] == "True" and cond["reason"] == "DeleteFailed"
+    assert "Service 'm-canary'" in cond["message"] and "Deployment 'm-canary'" in cond["message"]
+    assert 'cannot delete resource "deployments"' in cond["message"]
+
+
+def test_deletes_that_succeed_leave_degraded_false():
+    api = Api(refuse=set())
+    reconciler = Reconciler(api=api, cache=Cache(SM, list(LEFTOVERS)))
+    asyncio.run(reconciler.reconcile(("ns", "m")))
+    assert sorted(api.deleted) == [
+        ("ConfigMap", "m-canary-config"),
+        ("Deployment", "m-canary"),
+        ("Service", "m-canary"),
+    ]
+    assert degraded(api.status_patches[-1])["status"] == "False"
+    assert ("Deleted", "Deleted Deployment m-canary, which the spec no longer asks for") in api.events
