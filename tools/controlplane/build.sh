@@ -17,8 +17,11 @@ KWOK_VERSION=$(required kwok sigs.k8s.io/kwok)
 
 cache_root=${SERVEDMODEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/servedmodel-operator}
 # The key covers the versions and every input of the build, so an edited wrapper rebuilds.
+# The node's kubelet and kube-proxy (kube/cmd/kubelet, kube/cmd/kube-proxy) are built by build-node.sh.
+commands=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+mains=(); for c in "${commands[@]}"; do mains+=("kube/cmd/$c/main.go"); done
 inputs_hash=$(cd "$here" && cat build.sh kube/go.mod kube/go.sum etcd/go.mod etcd/go.sum kwok/go.mod kwok/go.sum \
-  kube/cmd/*/main.go etcd/main.go | sha256sum | cut -c1-12)
+  "${mains[@]}" etcd/main.go | sha256sum | cut -c1-12)
 bin_dir="$cache_root/controlplane/k8s-$KUBE_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION-$inputs_hash"
 binaries=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok)
 
@@ -47,7 +50,7 @@ stamp="$stamp -X k8s.io/client-go/pkg/version.gitMinor=$minor"
 start=$(date +%s)
 log "building Kubernetes $KUBE_VERSION (kube-apiserver, kube-controller-manager, kube-scheduler, kubectl);"
 log "a first build on 2 cores downloads ~1 GB of modules and takes 10-30 minutes; later runs use the cache"
-(cd "$here/kube" && go build -trimpath -ldflags "-s -w $stamp" -o "$staging/" ./cmd/...)
+(cd "$here/kube" && go build -trimpath -ldflags "-s -w $stamp" -o "$staging/" "${commands[@]/#/./cmd/}")
 log "building etcd $ETCD_VERSION"
 (cd "$here/etcd" && go build -trimpath -ldflags "-s -w" -o "$staging/etcd" .)
 log "building kwok $KWOK_VERSION"
