@@ -1,10 +1,16 @@
-"""A real, throw-away Kubernetes control plane on loopback: etcd, kube-apiserver (RBAC on),
-kube-controller-manager, kube-scheduler and kwok (fake kubelets, so pods get scheduled and turn Ready).
+"""A real, throw-away Kubernetes cluster on this machine: etcd, kube-apiserver (RBAC on),
+kube-controller-manager, kube-scheduler, kwok (fake kubelets, so pods get scheduled and turn Ready) and,
+on request, one real node (containerd, kubelet, kube-proxy, CoreDNS: see realnode.py).
 
-Used by the test suite (as a pytest fixture) and by `make demo`. Binaries come from `build.sh`, which
-builds them from the Go module proxy into a cache folder outside the clone.
+Used by the test suite (as a pytest fixture) and by `make demo`. Binaries come from `build.sh` (and
+`build-node.sh` for the real node), which build them from the Go module proxy into a cache folder outside
+the clone.
 
-    python tools/controlplane/localcluster.py up --dir /tmp/cp     # start, print KUBECONFIG, wait
+Network: as root, each cluster takes a network slot N (nodenet.py): the API server listens only on
+10.200.N.1, the host side of a veth pair into the namespace of the cluster's real node, so pods reach it;
+etcd stays on 127.0.0.1. Without root (no real node possible) everything stays on 127.0.0.1.
+
+    python tools/controlplane/localcluster.py up --dir /tmp/cp [--real-node]  # start, print KUBECONFIG, wait
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import ipaddress
+import os
 import secrets
 import signal
 import socket
@@ -23,6 +30,12 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from nodenet import Slot, acquire_slot
+
+if TYPE_CHECKING:
+    from realnode import RealNode
 
 HERE = Path(__file__).resolve().parent
 SERVICE_CIDR = "10.96.0.0/20"  # 4094 Services: room for benchmarks with 1000 ServedModels
@@ -67,27 +80,64 @@ def _die_with_parent() -> None:
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return s.getsockname()[1]
 
 
-def _write_pki(pki: Path) -> None:
-    """A CA, the API server's serving certificate and the service-account signing key pair."""
+def _key():
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def _pem_key(k) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    return k.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def issue_client_cert(pki: Path, stem: str, common_name: str, organizations: list[str]) -> tuple[Path, Path]:
+    """A client certificate signed by the cluster CA (`pki/ca.key`): the API server maps the common name to
+    the user and the organizations to groups. Returns (certificate, key) paths `pki/<stem>.crt/.key`."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    ca = x509.load_pem_x509_certificate((pki / "ca.crt").read_bytes())
+    ca_key = serialization.load_pem_private_key((pki / "ca.key").read_bytes(), password=None)
+    key = _key()
+    now = dt.datetime.now(dt.timezone.utc)
+    names = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in organizations]
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([*names, x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=7))
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    crt_path, key_path = pki / f"{stem}.crt", pki / f"{stem}.key"
+    crt_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(_pem_key(key))
+    key_path.chmod(0o600)
+    return crt_path, key_path
+
+
+def _write_pki(pki: Path, host: str = "127.0.0.1") -> None:
+    """A CA, the API server's serving certificate (valid for `host`), the API server's client certificate
+    for kubelets, and the service-account signing key pair."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.x509.oid import NameOID
 
-    def key() -> rsa.RSAPrivateKey:
-        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-    def pem_key(k: rsa.RSAPrivateKey) -> bytes:
-        return k.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-
+    key, pem_key = _key, _pem_key
     now = dt.datetime.now(dt.timezone.utc)
     ca_key = key()
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "servedmodel-test-ca")])
@@ -113,6 +163,8 @@ def _write_pki(pki: Path) -> None:
         x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
         x509.IPAddress(ipaddress.ip_address("10.96.0.1")),
     ]
+    if host != "127.0.0.1":
+        sans.append(x509.IPAddress(ipaddress.ip_address(host)))
     srv = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]))
@@ -128,6 +180,8 @@ def _write_pki(pki: Path) -> None:
     sa_key = key()
     pki.mkdir(parents=True, exist_ok=True)
     (pki / "ca.crt").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    (pki / "ca.key").write_bytes(pem_key(ca_key))
+    (pki / "ca.key").chmod(0o600)
     (pki / "apiserver.crt").write_bytes(srv.public_bytes(serialization.Encoding.PEM))
     (pki / "apiserver.key").write_bytes(pem_key(srv_key))
     (pki / "sa.key").write_bytes(pem_key(sa_key))
@@ -136,6 +190,8 @@ def _write_pki(pki: Path) -> None:
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
     )
+    # kubectl logs/exec: the API server authenticates to kubelets as a cluster admin.
+    issue_client_cert(pki, "apiserver-kubelet-client", "kube-apiserver-kubelet-client", ["system:masters"])
 
 
 def kubeconfig_text(server: str, ca_file: Path, user: str, token: str) -> str:
@@ -164,9 +220,15 @@ class LocalCluster:
     workdir: Path
     bin_dir: Path | None = None
     with_kwok: bool = True
+    # Start one real node too (also possible later: start_real_node()).
+    with_real_node: bool = False
+    # A network slot of its own (nodenet.py). None: when running as root, which the real node needs.
+    isolated_network: bool | None = None
     log_dir: Path | None = None
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     server: str = ""
+    slot: Slot | None = None
+    real_node: RealNode | None = None
     admin_token: str = field(default_factory=lambda: secrets.token_hex(16))
     operator_token: str = field(default_factory=lambda: secrets.token_hex(16))
 
@@ -216,14 +278,29 @@ class LocalCluster:
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
+    @property
+    def host(self) -> str:
+        """The address the API server listens on."""
+        return self.slot.host_ip if self.slot else "127.0.0.1"
+
     def start(self, timeout: float = 120) -> LocalCluster:
         if self.bin_dir is None:
             self.bin_dir = build_binaries()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.log_dir = self.log_dir or self.workdir / "logs"
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        isolated = self.isolated_network
+        if isolated is None:
+            isolated = self.with_real_node or os.geteuid() == 0
+        if isolated:
+            # First of all: the unreachable routes and this run's namespace, veth pair and addresses.
+            self.slot = acquire_slot()
         pki = self.workdir / "pki"
-        _write_pki(pki)
+        try:
+            _write_pki(pki, self.host)
+        except BaseException:
+            self._release_slot()
+            raise
         tokens = {
             "admin": (self.admin_token, "admin", "system:masters"),
             "controller-manager": (secrets.token_hex(16), "system:kube-controller-manager", ""),
@@ -248,13 +325,46 @@ class LocalCluster:
                 self._start_kwok()
                 self._create_node()
             self._wait_default_service_account(deadline)
+            if self.with_real_node:
+                self.start_real_node()
         except BaseException:
             self.stop()
             raise
         return self
 
+    def start_real_node(self, timeout: float = 180) -> RealNode:
+        """Start the cluster's real node (containerd, kubelet, kube-proxy, CoreDNS) in the cluster's network
+        namespace; returns once the node is Ready and cluster DNS answers. See realnode.py."""
+        from realnode import RealNode
+
+        if self.real_node is not None:
+            return self.real_node
+        if self.slot is None:
+            raise ControlPlaneError(
+                "a real node needs the cluster's own network slot (isolated_network, root)"
+            )
+        self.real_node = RealNode(self).start(timeout=timeout)
+        return self.real_node
+
+    def _release_slot(self) -> None:
+        if self.slot is not None:
+            self.slot.release()
+            self.slot = None
+
     def stop(self) -> None:
-        """Stop every component, API clients first, etcd last."""
+        """Stop the real node (pods first), then every component, API clients first, etcd last; then give
+        up the network slot. Idempotent."""
+        try:
+            if self.real_node is not None:
+                self.real_node.stop()
+                self.real_node = None
+        finally:
+            try:
+                self._stop_components()
+            finally:
+                self._release_slot()
+
+    def _stop_components(self) -> None:
         for name in ["kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"]:
             proc = self.processes.pop(name, None)
             if proc is None or proc.poll() is not None:
@@ -347,14 +457,22 @@ class LocalCluster:
         self._wait_http("etcd", f"{self.etcd_url}/health", deadline)
 
     def _start_apiserver(self, pki: Path, deadline: float) -> None:
-        port = free_port()
-        self.server = f"https://127.0.0.1:{port}"
+        port = free_port(self.host)
+        self.server = f"https://{self.host}:{port}"
+        pki_flags = [
+            f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
+            f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
+            "--kubelet-preferred-address-types=InternalIP",
+        ]
+        # The `kubernetes` Service points at the advertised address: pods reach it on the real node. A
+        # loopback address is no valid endpoint, hence no reconciler without a network slot.
+        reconciler = "lease" if self.slot else "none"
         self._spawn(
             "kube-apiserver",
             [
                 f"--etcd-servers={self.etcd_url}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                f"--bind-address={self.host}",
+                f"--advertise-address={self.host}",
                 f"--secure-port={port}",
                 f"--cert-dir={self.workdir / 'apiserver-certs'}",
                 f"--tls-cert-file={pki / 'apiserver.crt'}",
@@ -367,7 +485,8 @@ class LocalCluster:
                 f"--service-account-key-file={pki / 'sa.pub'}",
                 f"--service-account-signing-key-file={pki / 'sa.key'}",
                 "--allow-privileged=true",
-                "--endpoint-reconciler-type=none",
+                f"--endpoint-reconciler-type={reconciler}",
+                *pki_flags,
                 f"--audit-policy-file={self.workdir / 'audit-policy.yaml'}",
                 f"--audit-log-path={self.audit_log}",
                 "--audit-log-format=json",
@@ -492,16 +611,22 @@ def main(argv: list[str] | None = None) -> int:
     up = sub.add_parser("up", help="start a control plane and keep it running until interrupted")
     up.add_argument("--dir", type=Path, help="working folder (default: a new temporary folder)")
     up.add_argument("--ready-file", type=Path, help="write the kubeconfig path here once ready")
+    up.add_argument("--real-node", action="store_true", help="also start a real node (containerd, kubelet)")
     args = parser.parse_args(argv)
     if args.command == "build":
         print(build_binaries())
         return 0
     workdir = args.dir or Path(tempfile.mkdtemp(prefix="servedmodel-cp-"))
-    cluster = LocalCluster(workdir=workdir)
+    cluster = LocalCluster(workdir=workdir, with_real_node=args.real_node)
     stop = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
     cluster.start()
     print(f"control plane ready: KUBECONFIG={cluster.kubeconfig}", flush=True)
+    if cluster.real_node is not None:
+        print(
+            f"real node {cluster.real_node.name} ready (network namespace {cluster.real_node.netns})",
+            flush=True,
+        )
     if args.ready_file:
         args.ready_file.write_text(str(cluster.kubeconfig))
     try:
