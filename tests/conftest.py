@@ -14,6 +14,7 @@ import pytest
 from chartrights import grant_chart_rights, rbac_denials
 from kubehelpers import Kube, OperatorProcess
 from localcluster import OPERATOR_USER, LocalCluster
+from realnode import RealNode
 
 ROOT = Path(__file__).resolve().parents[1]
 CRD = ROOT / "crds" / "servedmodel.io_servedmodels.yaml"
@@ -27,6 +28,14 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
         yield cp
     finally:
         cp.stop()
+
+
+@pytest.fixture(scope="session")
+def real_node(cluster: LocalCluster) -> RealNode:
+    """The session cluster's real node (containerd, kubelet, kube-proxy, CoreDNS), started on first use and
+    stopped with the cluster. Pods run there only with `real_node.pod_placement()` merged into their spec
+    (node selector + toleration); images come from `real_node.import_image(oci_archive, ref)`."""
+    return cluster.start_real_node()
 
 
 @pytest.fixture(scope="session")
