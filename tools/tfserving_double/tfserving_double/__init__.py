@@ -7,9 +7,11 @@ tfserving_double`` or the ``tensorflow_model_server`` launcher beside this packa
 ``TFServingDouble``. See ``docs/tfserving-double.md``.
 
 Modules, each for one job: ``flags`` and ``cli`` (command line), ``options``, ``model_config``,
-``version_dirs`` (file-system source), ``manager`` (states, loads, labels), ``servable`` (a loaded version),
-``rest_api`` (``/v1`` routing), ``http_server`` (the listener), ``json_text`` and ``json_tensors`` (JSON in
-and out), ``fake_inference`` (placeholder versions), ``metrics``, ``server`` (start-up and loops).
+``version_dirs`` (file-system source), ``manager`` (states, loads, labels), ``servable`` (a loaded version:
+signatures and a TensorFlow session), ``warmup``, ``inference`` (running signatures), ``fake_inference``
+(placeholder versions), ``tensors``, ``json_text`` and ``json_tensors`` (values and JSON in and out),
+``rest_api`` (``/v1`` routing), ``http_server`` (the listener), ``grpc_service``, ``status_metadata``,
+``metrics``, ``server`` (start-up and loops).
 """
 
 from .cli import main
