@@ -104,11 +104,26 @@ def render_export_job(spec: ServedModelSpec) -> dict[str, Any]:
                             {"name": "tmp", "emptyDir": {}},
                         ],
                         "enableServiceLinks": False,
+                        **export_placement(spec),
                     },
                 },
             },
         }
     )
+
+
+def export_placement(spec: ServedModelSpec) -> dict[str, Any]:
+    """The model servers' node selector, tolerations and affinity: the export pod must reach the same
+    volume (a ReadWriteOnce claim is mounted on one node only) on the nodes the user chose for this model.
+    The GPU toleration added for GPU servers is not copied: exporting runs on CPU."""
+    placement: dict[str, Any] = {}
+    if spec.node_selector:
+        placement["nodeSelector"] = dict(spec.node_selector)
+    if spec.tolerations:
+        placement["tolerations"] = [dict(t) for t in spec.tolerations]
+    if spec.affinity:
+        placement["affinity"] = dict(spec.affinity)
+    return placement
 
 
 def job_phase(job: dict[str, Any]) -> str:

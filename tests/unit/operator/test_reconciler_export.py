@@ -282,3 +282,18 @@ def test_forbidden_is_reported_and_retried_but_invalid_is_only_reported():
         (patch,) = api.status_patches
         ready = {c["type"]: c for c in patch["status"]["conditions"]}["Ready"]
         assert ready["reason"] == "ApplyFailed" and f"refused with {status}" in ready["message"]
+
+
+def test_export_pod_runs_where_the_model_servers_run():
+    raw = servedmodel({"source": {"path": "incoming/m.keras"}})
+    raw["spec"]["nodeSelector"] = {"pool": "serving"}
+    dedicated = {"key": "dedicated", "operator": "Equal", "value": "ml", "effect": "NoSchedule"}
+    raw["spec"]["tolerations"] = [dedicated]
+    raw["spec"]["resources"] = {"limits": {"nvidia.com/gpu": 1}}
+    pod = render_export_job(parse(raw))["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"pool": "serving"}
+    # The user's toleration only: the GPU one the model servers get is not needed to export on CPU.
+    assert pod["tolerations"] == [dedicated]
+    plain = render_export_job(parse(servedmodel({"source": {"path": "incoming/m.keras"}})))
+    assert "nodeSelector" not in plain["spec"]["template"]["spec"]
+    assert "tolerations" not in plain["spec"]["template"]["spec"]
