@@ -20,6 +20,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
     regression_pb2,
 )
+from tfsd_helpers import add_version
 from tfserving_double import TFServingDouble
 
 X = np.array([[0.1, -1.5, 2.0, 3.25], [1.0, 0.0, -0.5, 0.75]], dtype=np.float32)
@@ -182,3 +183,14 @@ def test_placeholder_versions_answer_half_plus_two(shared) -> None:
         request = predict_request("m", x=np.array([[1.0], [6.0]], dtype=np.float32))
         response = stub.Predict(request, timeout=30)
     np.testing.assert_allclose(tf.make_ndarray(response.outputs["y"]), [[2.5], [5.0]])
+
+
+def test_grpc_socket_path_serves_the_same_api(make_double, base, tmp_path) -> None:
+    add_version(base, 4)
+    socket_path = tmp_path / "grpc.sock"
+    make_double(model_name="m", model_base_path=str(base), grpc_socket_path=str(socket_path)).start()
+    request = get_model_status_pb2.GetModelStatusRequest()
+    request.model_spec.name = "m"
+    with grpc.insecure_channel(f"unix:{socket_path}") as ch:
+        response = model_service_pb2_grpc.ModelServiceStub(ch).GetModelStatus(request, timeout=30)
+    assert [s.version for s in response.model_version_status] == [4]
