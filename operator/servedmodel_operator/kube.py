@@ -148,17 +148,21 @@ class KubeApi:
                 raise ApiError(resp.status_code, resp.text) from None
         return resp.json() if resp.content else {}
 
-    def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
-        """Server-side apply as the operator's one field manager, taking over fields others changed."""
+    def apply(self, obj: dict[str, Any], dry_run: bool = False) -> dict[str, Any]:
+        """Server-side apply as the operator's one field manager, taking over fields others changed.
+        `dry_run`: the API server admits and validates it, and stores nothing."""
         meta = obj["metadata"]
         path = _PATHS[(obj["apiVersion"], obj["kind"])].format(ns=meta["namespace"], name=meta["name"])
+        params = {"fieldManager": FIELD_MANAGER, "force": "true"}
+        if dry_run:
+            params["dryRun"] = "All"
         return self.request(
             "PATCH",
             path,
             obj["kind"],
             body=obj,
             content_type="application/apply-patch+yaml",  # JSON is YAML
-            params={"fieldManager": FIELD_MANAGER, "force": "true"},
+            params=params,
         )
 
     def delete(self, obj: dict[str, Any]) -> None:

@@ -83,27 +83,24 @@ class Reconciler:
         else:
             rendered = spec
         desired_objects = render(rendered, service_monitor_api=await self._service_monitor_api())
+        pending = [
+            d
+            for d in desired_objects
+            if needs_apply(d, self.cache.child(d["kind"], spec.namespace, d["metadata"]["name"]))
+        ]
+        # Nothing half-created: when more than one child changes, the API server first judges the rest
+        # (a server-side dry run: admission and validation, nothing stored). The first one's real apply is
+        # its own check, since nothing was written before it.
+        for desired in pending[1:]:
+            if await self._apply(key, sm, spec, desired, dry_run=True) is None:
+                return
         for desired in desired_objects:
             kind, name = desired["kind"], desired["metadata"]["name"]
             live = self.cache.child(kind, spec.namespace, name)
             if needs_apply(desired, live):
-                try:
-                    applied = await asyncio.to_thread(self.api.apply, desired)
-                except ApiError as exc:
-                    if not exc.permanent:
-                        raise Retry(f"applying {kind} {name}: {exc}") from exc
-                    await self._blocked(
-                        key,
-                        sm,
-                        spec,
-                        "ApplyFailed",
-                        f"The API server rejected {kind} {name!r}: {exc.message}",
-                    )
-                    if exc.forbidden:
-                        raise Retry(f"applying {kind} {name}: {exc}") from exc
+                applied = await self._apply(key, sm, spec, desired)
+                if applied is None:
                     return
-                except requests.RequestException as exc:
-                    raise Retry(f"applying {kind} {name}: {exc}") from exc
                 await self._announce_apply(sm, desired, live)
                 live, applied_any = applied, True
             if kind == "Deployment" and name == names(spec)["deployment"]:
@@ -164,6 +161,34 @@ class Reconciler:
             raise Retry("; ".join(undeleted))
         if not (applied_any or wrote_status):
             log.debug("reconciled %s/%s: up to date", *key)
+
+    async def _apply(
+        self,
+        key: Key,
+        sm: dict[str, Any],
+        spec: ServedModelSpec,
+        desired: dict[str, Any],
+        dry_run: bool = False,
+    ) -> dict[str, Any] | None:
+        """Server-side apply one child; None when the API server rejected it (status then says so)."""
+        kind, name = desired["kind"], desired["metadata"]["name"]
+        try:
+            return await asyncio.to_thread(self.api.apply, desired, dry_run)
+        except ApiError as exc:
+            if not exc.permanent:
+                raise Retry(f"applying {kind} {name}: {exc}") from exc
+            await self._blocked(
+                key,
+                sm,
+                spec,
+                "ApplyFailed",
+                f"The API server rejected {kind} {name!r}: {exc.message}",
+            )
+            if exc.forbidden:
+                raise Retry(f"applying {kind} {name}: {exc}") from exc
+            return None
+        except requests.RequestException as exc:
+            raise Retry(f"applying {kind} {name}: {exc}") from exc
 
     def _stage_labels(
         self, key: Key, spec: ServedModelSpec

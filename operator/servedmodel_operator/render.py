@@ -30,6 +30,7 @@ from .constants import (
     RUN_AS_USER,
     TF_SERVING_BINARY,
 )
+from .naming import child_name
 from .spec import ServedModelSpec
 
 ANNOTATION_LABELS = "servedmodel.io/version-labels"  # the labels TF Serving was last given (labels.py)
@@ -53,18 +54,19 @@ PRUNABLE_KINDS = (
 
 
 def names(spec: ServedModelSpec, track: str = "stable") -> dict[str, str]:
+    """Deterministic child names, each a valid DNS label of at most 63 characters (see naming.py)."""
     if track == "canary":
         return {
-            "deployment": f"{spec.name}-canary",
-            "configmap": f"{spec.name}-canary-config",
-            "service": f"{spec.name}-canary",
+            "deployment": child_name(spec.name, "canary"),
+            "configmap": child_name(spec.name, "canary-config"),
+            "service": child_name(spec.name, "canary"),
         }
-    return {"deployment": spec.name, "service": spec.name, "configmap": f"{spec.name}-config"}
+    return {"deployment": spec.name, "service": spec.name, "configmap": child_name(spec.name, "config")}
 
 
 def track_service_name(spec: ServedModelSpec, track: str) -> str:
     """While a canary runs, each track also has a Service of its own: for tests by hand and for status."""
-    return f"{spec.name}-{track}"
+    return child_name(spec.name, track)
 
 
 def selector_labels(spec: ServedModelSpec, track: str | None = None) -> dict[str, str]:

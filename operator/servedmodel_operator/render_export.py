@@ -12,10 +12,9 @@ import posixpath
 from typing import Any
 
 from .constants import EXPORTER_USER, LABEL_COMPONENT, VOLUME_MOUNT
+from .naming import child_name
 from .render import _metadata, _stamp, common_labels, restricted_container_security, restricted_pod_security
 from .spec import ServedModelSpec
-
-JOB_NAME_MAX = 63  # Jobs label their pods with their name: a label value
 
 
 def export_hash(spec: ServedModelSpec) -> str:
@@ -25,8 +24,8 @@ def export_hash(spec: ServedModelSpec) -> str:
 
 
 def export_job_name(spec: ServedModelSpec) -> str:
-    suffix = f"-export-{export_hash(spec)}"
-    return spec.name[: JOB_NAME_MAX - len(suffix)].rstrip("-.") + suffix
+    """`<name>-export-<hash of spec.export>`, shortened with a hash of the name when too long (naming.py)."""
+    return child_name(spec.name, f"export-{export_hash(spec)}")
 
 
 def export_labels(spec: ServedModelSpec) -> dict[str, str]:

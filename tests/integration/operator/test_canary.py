@@ -82,3 +82,28 @@ def test_canary_then_promote(kube, operator, namespace):
         what="canary gone from status",
     )
     assert kube.get("service", "m", namespace) is not None
+
+
+def test_a_63_character_name_with_a_canary_gets_every_child(kube, operator, namespace):
+    """The longest name the CRD accepts: the canary's and the tracks' Services are shortened (name prefix,
+    hash, suffix) and accepted by the API server; nothing is left half-created."""
+    name = "a" * 56 + "-model1"
+    assert len(name) == 63
+    kube.apply(pvc("models", namespace))
+    kube.apply(
+        servedmodel(name, namespace, versionPolicy={"specific": {"versions": [3]}}, canary={"version": 4})
+    )
+
+    def served():
+        sm = kube.get("servedmodel", name, namespace)
+        ready = condition(sm, "Ready").get("status") == "True"
+        return ready and (sm["status"].get("canary") or {}).get("readyReplicas") == 1 and sm
+
+    sm = eventually(served, timeout=90, what="stable and canary ready")
+    services = {s["metadata"]["name"] for s in kube.list("services", namespace)}
+    assert name in services and len(services) == 3
+    assert all(len(s) <= 63 for s in services)
+    canary_service = sm["status"]["canary"]["service"]
+    assert canary_service in services and canary_service.endswith("-canary")
+    assert any(s.endswith("-stable") for s in services)
+    assert kube.get("deployment", name, namespace) is not None

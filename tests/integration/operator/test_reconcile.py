@@ -241,3 +241,7 @@ def test_rejected_by_api_server_is_reported(kube, operator, namespace):
     )
     assert "Deployment" in condition(sm, "Ready")["message"]
     assert operator.proc.poll() is None
+    # Nothing half-created: the API server judged every child (a dry run) before any was written, so there
+    # is no model-server config, and no Service, for a Deployment that never came.
+    assert kube.get("configmap", "bad-config", namespace) is None
+    assert kube.get("service", "bad", namespace) is None

@@ -23,7 +23,9 @@ class FakeApi:
         self.events: list[tuple[str, str]] = []
         self.pods: dict[str, list[dict[str, Any]]] = {}
 
-    def apply(self, obj):
+    def apply(self, obj, dry_run=False):
+        if dry_run:
+            return copy.deepcopy(obj)
         self.applied.append(obj)
         live = copy.deepcopy(obj)
         live.setdefault("status", {})
@@ -268,7 +270,7 @@ def test_forbidden_is_reported_and_retried_but_invalid_is_only_reported():
         sm = servedmodel({"source": {"path": "a.keras"}})
         api, cache = FakeApi(), FakeCache(sm)
 
-        def refuse(obj, status=status):
+        def refuse(obj, dry_run=False, status=status):
             raise ApiError(status, f"refused with {status}", "Forbidden" if status == 403 else "Invalid")
 
         api.apply = refuse

@@ -1,5 +1,6 @@
-"""Pruning children the spec no longer renders, through the real reconciler with an in-memory cluster view:
-a delete the API server refuses is shown in status (and retried), not only logged."""
+"""Children through the real reconciler with an in-memory cluster view: applied whole or not at all (a
+child the API server rejects leaves nothing half-created), and pruned when the spec no longer renders them
+(a delete the API server refuses is shown in status, and retried, not only logged)."""
 
 from __future__ import annotations
 
@@ -19,13 +20,19 @@ FORBIDDEN = (
 
 
 class Api:
-    def __init__(self, refuse: set[str]) -> None:
-        self.refuse = refuse
+    def __init__(self, refuse: set[str], reject: str = "") -> None:
+        self.refuse, self.reject = refuse, reject
+        self.applied: list[tuple[str, str]] = []
+        self.dry_runs: list[tuple[str, str]] = []
         self.deleted: list[tuple[str, str]] = []
         self.status_patches: list[dict[str, Any]] = []
         self.events: list[tuple[str, str]] = []
 
-    def apply(self, obj):
+    def apply(self, obj, dry_run=False):
+        ref = (obj["kind"], obj["metadata"]["name"])
+        (self.dry_runs if dry_run else self.applied).append(ref)
+        if obj["kind"] == self.reject:
+            raise ApiError(422, f'{obj["kind"]} "{ref[1]}" is invalid: exceeded quota', "Invalid")
         return copy.deepcopy(obj)
 
     def delete(self, obj):
@@ -110,3 +117,27 @@ def test_deletes_that_succeed_leave_degraded_false():
     ]
     assert degraded(api.status_patches[-1])["status"] == "False"
     assert ("Deleted", "Deleted Deployment m-canary, which the spec no longer asks for") in api.events
+
+
+def test_a_rejected_child_leaves_nothing_half_created():
+    """A Deployment the API server refuses (a quota, a policy webhook): its ConfigMap and Service are not
+    written either, and status names the Deployment with the server's message."""
+    api = Api(refuse=set(), reject="Deployment")
+    reconciler = Reconciler(api=api, cache=Cache(SM, []))
+    asyncio.run(reconciler.reconcile(("ns", "m")))
+    assert api.applied == []  # judged before anything was written
+    assert ("Deployment", "m") in api.dry_runs
+    ready = next(c for c in api.status_patches[-1]["status"]["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "ApplyFailed" and "Deployment 'm'" in ready["message"]
+    assert "exceeded quota" in ready["message"]
+
+
+def test_children_that_are_accepted_are_all_applied():
+    api = Api(refuse=set())
+    asyncio.run(Reconciler(api=api, cache=Cache(SM, [])).reconcile(("ns", "m")))
+    assert api.applied == [
+        ("ConfigMap", "m-config"),
+        ("Service", "m"),
+        ("PodDisruptionBudget", "m"),
+        ("Deployment", "m"),
+    ]
