@@ -17,9 +17,11 @@ from typing import Any
 from . import __version__
 from .errors import (
     EXIT_INTERNAL,
+    EXIT_NO_SPACE,
     EXIT_OK,
     EXIT_PUBLISH,
     EXIT_SOURCE,
+    EXIT_SOURCE_UNAVAILABLE,
     EXIT_USAGE,
     EXIT_VERIFICATION,
     EXIT_VERSION_EXISTS,
@@ -34,16 +36,20 @@ exit codes:
   {EXIT_OK}  success
   {EXIT_INTERNAL}  unexpected internal error (a bug: please report it with the traceback)
   {EXIT_USAGE}  usage error (bad arguments, sample inputs that do not fit the signature)
-  {EXIT_SOURCE}  source error (not found, download failed, sha256 mismatch, unreadable model)
+  {EXIT_SOURCE}  source error (not found, HTTP 4xx, sha256 mismatch, corrupt or unreadable model)
   {EXIT_VERIFICATION}  verification failed (does not load, signature missing, parity out of tolerance)
-  {EXIT_VERSION_EXISTS}  the requested version already exists (published versions are immutable)
+  {EXIT_VERSION_EXISTS}  the requested version already exists with another source (versions are immutable)
   {EXIT_PUBLISH}  publish/IO error (base path not writable, lock, rename or retention failed)
+  {EXIT_NO_SPACE}  no space left (model volume or temporary folder); nothing was published
+  {EXIT_SOURCE_UNAVAILABLE}  download failed in a way a retry may fix (connection, timeout, HTTP 5xx/429)
 """
 
 PUBLISH_EPILOG = f"""\
 The version folder is built in <base>/<model>/.staging-<pid>-<random> (a name TF Serving ignores), verified,
-fsynced, then renamed to <base>/<model>/<version>, so TF Serving only ever sees complete versions. Progress
-goes to stderr; with --json the result (including the published "version") is the only thing on stdout.
+fsynced, then renamed to <base>/<model>/<version>, so TF Serving only ever sees complete versions. Publishing
+is idempotent: a source (by sha256) that is already published is reported as that version, with
+"already_published": true, and nothing new is written. Progress goes to stderr; with --json the result
+(including the published "version") is the only thing on stdout.
 
 examples:
   # Keras 3 file, next free version, keep the 3 newest versions plus version 7
@@ -92,9 +98,19 @@ def _publish(args: argparse.Namespace) -> int:
             pins=tuple(args.pin),
         )
     )
-    _write_result_file(args, {"ok": True, "version": result.version, "path": str(result.path)})
+    _write_result_file(
+        args,
+        {
+            "ok": True,
+            "version": result.version,
+            "path": str(result.path),
+            "already_published": result.already_published,
+        },
+    )
     if args.json:
         _print_json({"ok": True, **result.to_dict()})
+    elif result.already_published:
+        print(f"{result.model} version {result.version} was published from this source before: {result.path}")
     else:
         print(f"published {result.model} version {result.version} at {result.path}")
         if result.removed_versions:

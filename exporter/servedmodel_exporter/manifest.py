@@ -9,14 +9,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
-from typing import Any
-
-import keras
-import tensorflow as tf
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
-from .sources import Source
-from .verify import Report
+
+if TYPE_CHECKING:  # reading manifests must not import TensorFlow
+    from .sources import Source
+    from .verify import Report
 
 ASSETS_EXTRA = "assets.extra"
 MANIFEST_FILE = "servedmodel-manifest.json"
@@ -25,6 +24,9 @@ SCHEMA = 1
 
 
 def build(source: Source, signatures: dict[str, Any], report: Report, warmup_records: int) -> dict[str, Any]:
+    import keras
+    import tensorflow as tf
+
     return {
         "schema": SCHEMA,
         "exporter_version": __version__,

@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from .errors import PublishError, SourceError, VerificationError
-from .sources import Source, refuse_symlinks
+from .sources import Source, check_file_format, refuse_symlinks
 
 Outputs = dict[str, np.ndarray]
 Predict = Callable[[Mapping[str, np.ndarray]], Outputs]
@@ -21,6 +21,7 @@ Predict = Callable[[Mapping[str, np.ndarray]], Outputs]
 
 def load_keras(source: Source) -> keras.Model:
     """Load a ``.keras`` or legacy ``.h5`` file; ``safe_mode`` stays on: a file cannot run arbitrary code."""
+    check_file_format(Path(source.path), source.kind, source.uri)
     try:
         return keras.saving.load_model(source.path, compile=False)
     except Exception as exc:  # Keras raises many unrelated types for corrupt or truncated files

@@ -2,6 +2,10 @@
 
 Every check runs on the staged copy before the rename, so a failure at any step leaves published versions
 untouched and at most a staging folder that this or the next run removes.
+
+Publishing is idempotent by the source's sha256 (recorded in each version's manifest): a source that is
+already published is reported as that version, so a retried Job (after a crash past the rename, or a
+retention failure) never publishes a second copy, nor fails on the explicit version it published itself.
 """
 
 from __future__ import annotations
@@ -16,15 +20,16 @@ from pathlib import Path
 from typing import Any
 
 from . import manifest, models, signatures, warmup
-from .checkpoints import EXPORTED, STAGING_CREATED, SYNCED, VERIFIED, checkpoint
-from .errors import PublishError, UsageError
-from .publish import ModelDir, Staging, fsync_tree
+from .checkpoints import EXPORTED, STAGING_CREATED, SYNCED, VERIFIED, VERSION_CHOSEN, checkpoint
+from .errors import NoSpaceError, PublishError, UsageError, VersionExistsError, is_no_space
+from .publish import ModelDir, Staging, fsync_tree, make_readable
 from .sources import SAVED_MODEL, Source, resolve
 from .verify import Report, verify
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SIGNATURE = "serving_default"
+COMMIT_ATTEMPTS = 20  # `auto` renames lost to exporters whose lock is not ours (NFS with local locks)
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,7 @@ class PublishResult:
     warmup_records: int
     removed_versions: list[int] = field(default_factory=list)
     cleaned_leftovers: list[str] = field(default_factory=list)
+    already_published: bool = False  # the same source was published before, as `version`: nothing new
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -62,21 +68,65 @@ class PublishResult:
 def publish(request: PublishRequest) -> PublishResult:
     _validate(request)
     model_dir = ModelDir(request.base_path, request.model)
-    model_dir.ensure()
-    if request.version is not None:
-        model_dir.check_free(request.version)  # fail before the expensive part; re-checked under the lock
+    with _disk("the model volume", model_dir.root):
+        model_dir.ensure()
+        if request.version is not None and request.version in model_dir.versions():
+            # Fail (or succeed) before the expensive part; decided again under the lock.
+            recorded = model_dir.source_sha256(request.version)
+            if recorded is None:
+                model_dir.check_free(request.version)  # no manifest: nothing to compare the source with
+            if request.sha256 and request.sha256.strip().lower() == recorded:
+                return _already_published(request, model_dir, request.version, None)
     with tempfile.TemporaryDirectory(prefix="servedmodel-export-") as work:
-        with _step("fetching source"):
+        with _step("fetching source"), _disk("the temporary folder", Path(work)):
             source = resolve(request.source, Path(work), request.sha256)
-        with _step(f"loading {source.kind} source"):
+        with _disk("the model volume", model_dir.root):
+            done = model_dir.published_from(source.sha256, request.version)
+            if done is not None:
+                return _already_published(request, model_dir, done, source)
+            if request.version is not None:
+                model_dir.check_free(request.version)
+        with _step(f"loading {source.kind} source"), _disk("the temporary folder", Path(work)):
             source_model, reference = _load_source(source, request.signature)
+        with _disk("the model volume", model_dir.root):
+            with model_dir.lock():
+                cleaned = model_dir.clean_leftovers()
+                staging = model_dir.new_staging()
+            try:
+                return _publish_staged(request, model_dir, staging, source, source_model, reference, cleaned)
+            finally:
+                staging.discard()  # a no-op for the folder once it has been renamed
+
+
+def _already_published(
+    request: PublishRequest, model_dir: ModelDir, version: int, source: Source | None, locked: bool = False
+) -> PublishResult:
+    """The source is published as `version` already: report it, and do the retention a crash skipped."""
+    path = model_dir.root / str(version)
+    found = manifest.read(path) or {}
+    log.info(
+        "%s version %d was already published from this source; nothing to publish", request.model, version
+    )
+    cleaned: list[str] = []
+    if locked:
+        removed = _prune(model_dir, request, version)
+    else:
         with model_dir.lock():
-            cleaned = model_dir.clean_leftovers()
-            staging = model_dir.new_staging()
-        try:
-            return _publish_staged(request, model_dir, staging, source, source_model, reference, cleaned)
-        finally:
-            staging.discard()  # a no-op for the folder once it has been renamed
+            cleaned = model_dir.clean_leftovers()  # what the crashed run that published it left
+            removed = _prune(model_dir, request, version)
+    recorded = found.get("source") or {}
+    return PublishResult(
+        model=request.model,
+        version=version,
+        path=str(path),
+        source={"uri": source.uri, "kind": source.kind, "sha256": source.sha256} if source else recorded,
+        signatures=sorted(found.get("signatures") or {}),
+        max_abs_diff=(found.get("verification") or {}).get("max_abs_diff") or {},
+        warmup_records=found.get("warmup_records", 0),
+        removed_versions=removed,
+        cleaned_leftovers=cleaned,
+        already_published=True,
+    )
 
 
 def _publish_staged(
@@ -110,13 +160,27 @@ def _publish_staged(
         )
     checkpoint(VERIFIED)
     with _step("syncing to disk"):
+        make_readable(staging.path)
         fsync_tree(staging.path)
     checkpoint(SYNCED)
     with model_dir.lock():
-        published = model_dir.versions()
-        version = request.version if request.version is not None else max(published, default=0) + 1
-        model_dir.check_free(version)
-        path = model_dir.commit(staging, version)
+        for attempt in range(1, COMMIT_ATTEMPTS + 1):
+            done = model_dir.published_from(source.sha256, request.version)
+            if done is not None:  # a retry of this very export, or a twin, got there first
+                return _already_published(request, model_dir, done, source, locked=True)
+            published = model_dir.versions()
+            version = request.version if request.version is not None else max(published, default=0) + 1
+            model_dir.check_free(version)
+            checkpoint(VERSION_CHOSEN)
+            try:
+                path = model_dir.commit(staging, version)
+                break
+            except VersionExistsError:
+                if request.version is not None or attempt == COMMIT_ATTEMPTS:
+                    raise
+                log.warning(
+                    "version %d appeared meanwhile (an exporter outside our lock): trying the next", version
+                )
         log.info("published %s version %d at %s", request.model, version, path)
         removed = _prune(model_dir, request, version)
     return PublishResult(
@@ -190,6 +254,22 @@ def _prune(model_dir: ModelDir, request: PublishRequest, version: int) -> list[i
         return model_dir.prune(request.keep, request.pins, protect=version)
     except PublishError as exc:
         raise PublishError(f"version {version} was published, but retention failed: {exc}") from exc
+
+
+@contextmanager
+def _disk(where: str, path: Path) -> Iterator[None]:
+    """A full disk, however it surfaced (OSError, a TensorFlow error's text), becomes NoSpaceError."""
+    try:
+        yield
+    except NoSpaceError:
+        raise
+    except Exception as exc:
+        if not is_no_space(exc):
+            raise
+        raise NoSpaceError(
+            f"no space left on {where} ({path}): {exc}; nothing was published and the partial copy was "
+            "removed. Free space (or give it more) and run the export again."
+        ) from exc
 
 
 @contextmanager

@@ -6,6 +6,12 @@ Serving ignores), fsynced, then renamed to its number with a rename that refuses
 Publishers of the same model serialize on ``flock(<base>/<model>/.lock)``; each staging folder has a sibling
 ``.owner`` file its publisher keeps flocked, so a later run can tell crash leftovers (lock free) from live
 work (lock held), even across containers whose pids mean nothing to each other.
+
+The lock is an optimisation and a guard for cleaning, not what keeps version numbers unique: that is the
+no-replace rename, which holds even where ``flock`` is not shared between machines (NFS mounted with local
+locks). A publisher that loses the rename race picks the next number (``auto``) or says the version appeared.
+Published folders are made readable by everyone (files 0644, folders 0755) whatever the exporter's umask, so
+a model server running under another user can load them.
 """
 
 from __future__ import annotations
@@ -23,12 +29,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import manifest
 from .checkpoints import PRUNING, RENAMED, checkpoint
 from .errors import PublishError, UsageError, VersionExistsError
 
 log = logging.getLogger(__name__)
 
 LOCK_NAME = ".lock"
+# Testing hook: take the model lock in this folder instead, the way each node of an NFS volume mounted with
+# local locks has its own, so tests can run publishers whose locks do not exclude each other.
+LOCK_DIR_ENV = "SERVEDMODEL_EXPORTER_TEST_LOCK_DIR"
+FILE_MODE, DIR_MODE = 0o644, 0o755
 STAGING_PREFIX = ".staging-"
 DELETING_PREFIX = ".deleting-"
 OWNER_SUFFIX = ".owner"
@@ -79,9 +90,13 @@ class ModelDir:
         self.root = Path(base_path) / model
 
     def ensure(self) -> None:
+        """Create the model folder (and missing parents) readable and searchable by everyone."""
         self._refuse_symlink()
+        missing = [p for p in (self.root, *self.root.parents) if not p.exists()]
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
+            for path in reversed(missing):
+                path.mkdir(exist_ok=True)
+                os.chmod(path, DIR_MODE)  # not the umask's: the model server runs as another user
         except OSError as exc:
             raise PublishError(f"cannot create {self.root}: {exc.strerror or exc}") from exc
         self._refuse_symlink()
@@ -106,6 +121,21 @@ class ModelDir:
                 found[version] = Path(entry.path)
         return found
 
+    def published_from(self, sha256: str, version: int | None = None) -> int | None:
+        """The highest version (or just ``version``) whose manifest names a source with this sha256."""
+        candidates = self.versions()
+        if version is not None:
+            candidates = {version: candidates[version]} if version in candidates else {}
+        for number, path in sorted(candidates.items(), reverse=True):
+            if _recorded_sha256(path) == sha256:
+                return number
+        return None
+
+    def source_sha256(self, version: int) -> str | None:
+        """The source sha256 the manifest of ``version`` records (None: no such version, or no manifest)."""
+        path = self.versions().get(version)
+        return _recorded_sha256(path) if path is not None else None
+
     def check_free(self, version: int) -> None:
         if version in self.versions():
             raise VersionExistsError(
@@ -115,9 +145,11 @@ class ModelDir:
 
     @contextmanager
     def lock(self) -> Iterator[None]:
+        lock_dir = os.environ.get(LOCK_DIR_ENV)
+        path = Path(lock_dir) / f"{self.root.name}{LOCK_NAME}" if lock_dir else self.root / LOCK_NAME
         try:
             # O_NOFOLLOW: a planted .lock symlink must not make us create a file elsewhere.
-            fd = os.open(self.root / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         except OSError as exc:
             raise PublishError(f"cannot open lock file in {self.root}: {exc.strerror or exc}") from exc
         try:
@@ -162,7 +194,8 @@ class ModelDir:
             _fsync_dir(self.root)
         except FileExistsError as exc:
             raise VersionExistsError(
-                f"{target} appeared while publishing; published versions are immutable"
+                f"{target} appeared while publishing (another exporter renamed its version there first); "
+                "published versions are immutable"
             ) from exc
         except OSError as exc:
             raise PublishError(f"cannot rename {staging.path} to {target}: {exc.strerror or exc}") from exc
@@ -206,6 +239,21 @@ class ModelDir:
         return False
 
 
+def _recorded_sha256(version_dir: Path) -> str | None:
+    return ((manifest.read(version_dir) or {}).get("source") or {}).get("sha256")
+
+
+def make_readable(root: Path) -> None:
+    """Files 0644 and folders 0755 under ``root``: readable by the model server's user, whatever our umask."""
+    try:
+        for folder, _, files in os.walk(root):
+            os.chmod(folder, DIR_MODE)
+            for name in files:
+                os.chmod(os.path.join(folder, name), FILE_MODE)
+    except OSError as exc:
+        raise PublishError(f"cannot set permissions under {root}: {exc.strerror or exc}") from exc
+
+
 def fsync_tree(root: Path) -> None:
     """Flush every file and folder under ``root`` so the rename never exposes unwritten data after a crash."""
     try:
@@ -240,7 +288,12 @@ def _rename_noreplace(src: Path, dst: Path) -> None:
             raise OSError(err, os.strerror(err), str(dst))  # EEXIST becomes FileExistsError
     if os.path.lexists(dst):
         raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(dst))
-    os.rename(src, dst)
+    try:
+        os.rename(src, dst)  # a folder never replaces a non-empty folder (nor a file): still no-replace
+    except OSError as exc:
+        if exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(dst)) from exc
+        raise
 
 
 def _remove(path: Path) -> None:

@@ -10,13 +10,14 @@ import hashlib
 import logging
 import os
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
 import requests
 
-from .errors import SourceError, UsageError
+from .errors import NoSpaceError, SourceError, SourceUnavailableError, UsageError, is_no_space
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,7 @@ H5 = "h5"
 SAVED_MODEL = "saved_model"
 
 _CHUNK = 1 << 20
+_RETRYABLE_HTTP = (408, 425, 429, 500, 502, 503, 504)
 _SUFFIX_KINDS = {".keras": KERAS, ".h5": H5, ".hdf5": H5}
 
 
@@ -56,6 +58,41 @@ def resolve(uri: str, workdir: Path, expected_sha256: str | None = None, timeout
     if expected is not None and digest != expected:
         raise SourceError(f"sha256 mismatch for {uri}: expected {expected}, got {digest}")
     return Source(uri=uri, path=path, kind=_kind_of(path, uri), sha256=digest)
+
+
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+_KERAS_MEMBERS = ("config.json", "metadata.json")
+
+
+def check_file_format(path: Path, kind: str, uri: str) -> None:
+    """Name what is wrong with a corrupt file here, before Keras reports something unrelated about it."""
+    if kind == KERAS:
+        problem = _keras_archive_problem(path)
+        if problem:
+            raise SourceError(f"{uri} is not a valid .keras archive: {problem}")
+    elif kind == H5:
+        with open(path, "rb") as f:
+            if f.read(len(_HDF5_SIGNATURE)) != _HDF5_SIGNATURE:
+                raise SourceError(
+                    f"{uri} is not a valid HDF5 (.h5) file: it does not start with the HDF5 signature"
+                )
+
+
+def _keras_archive_problem(path: Path) -> str | None:
+    if not zipfile.is_zipfile(path):
+        return "it is not a zip file (truncated, corrupt, or another format saved under a .keras name)"
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, RuntimeError) as exc:
+        return f"its zip data cannot be read ({exc})"
+    if damaged is not None:
+        return f"the member {damaged} is damaged (checksum mismatch)"
+    missing = [name for name in _KERAS_MEMBERS if name not in names]
+    if missing:
+        return f"it lacks {', '.join(missing)} (a Keras 3 .keras file holds config.json and metadata.json)"
+    return None
 
 
 def file_sha256(path: Path) -> str:
@@ -109,10 +146,14 @@ def _download(url: str, workdir: Path, timeout: float) -> tuple[Path, str]:
     suffix = Path(urlparse(url).path).suffix
     fd, name = tempfile.mkstemp(prefix="download-", suffix=suffix, dir=workdir)
     digest = hashlib.sha256()
+    done = total = 0
     try:
         with requests.get(url, stream=True, timeout=timeout) as response, os.fdopen(fd, "wb") as out:
             if response.status_code != 200:
-                raise SourceError(f"download failed: GET {url} returned HTTP {response.status_code}")
+                message = f"download failed: GET {url} returned HTTP {response.status_code}"
+                if response.status_code in _RETRYABLE_HTTP:
+                    raise SourceUnavailableError(message)
+                raise SourceError(message)
             total = int(response.headers.get("Content-Length") or 0)
             done, next_report = 0, 0.0
             for chunk in response.iter_content(_CHUNK):
@@ -123,6 +164,14 @@ def _download(url: str, workdir: Path, timeout: float) -> tuple[Path, str]:
                     log.info("downloading %s: %d%% of %.1f MB", url, 100 * done // total, total / 1e6)
                     next_report += 0.1
     except requests.RequestException as exc:  # urllib3 also raises here when the body is cut short
-        raise SourceError(f"download failed: {url}: {exc}") from exc
+        raise SourceUnavailableError(f"download failed: {url}: {exc}") from exc
+    except OSError as exc:
+        if is_no_space(exc):
+            raise NoSpaceError(
+                f"no space left in the temporary folder {workdir} while downloading {url} "
+                f"({done} bytes written{f' of {total}' if total else ''}): give the exporter a larger "
+                "temporary folder (TMPDIR; in the export Job, ephemeral storage for /tmp)"
+            ) from exc
+        raise SourceError(f"cannot write the download of {url} to {workdir}: {exc.strerror or exc}") from exc
     log.info("downloaded %s (%d bytes)", url, done)
     return Path(name), digest.hexdigest()

@@ -78,6 +78,19 @@ def built_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, BuiltMod
 
 
 @pytest.fixture(scope="session")
+def variants(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Six .keras files of one small shape with different weights: six different sources (sha256), for
+    tests that need several versions (publishing one source twice reports its first version)."""
+    folder = tmp_path_factory.mktemp("variants")
+    paths = []
+    for seed in range(6):
+        keras.utils.set_random_seed(100 + seed)
+        paths.append(folder / f"variant{seed}.keras")
+        _sequential().save(paths[-1])
+    return paths
+
+
+@pytest.fixture(scope="session")
 def sequential(built_models: dict[str, BuiltModel]) -> BuiltModel:
     return built_models["sequential"]
 
@@ -112,8 +125,10 @@ def cli_env() -> dict[str, str]:
 def start_cli(cli_env: dict[str, str]) -> Callable[..., subprocess.Popen[str]]:
     """Start ``servedmodel-export`` in a subprocess (optionally paused at a stage)."""
 
-    def start(*argv: object, pause_at: str | None = None) -> subprocess.Popen[str]:
-        env = dict(cli_env)
+    def start(
+        *argv: object, pause_at: str | None = None, env: dict[str, str] | None = None, umask: int = -1
+    ) -> subprocess.Popen[str]:
+        env = {**cli_env, **(env or {})}
         if pause_at:
             env["SERVEDMODEL_EXPORTER_TEST_PAUSE_AT"] = pause_at
         return subprocess.Popen(
@@ -122,6 +137,7 @@ def start_cli(cli_env: dict[str, str]) -> Callable[..., subprocess.Popen[str]]:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            umask=umask,
         )
 
     return start

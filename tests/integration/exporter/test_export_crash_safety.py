@@ -14,6 +14,7 @@ from servedmodel_exporter.checkpoints import (
     STAGING_CREATED,
     SYNCED,
     VERIFIED,
+    VERSION_CHOSEN,
 )
 from servedmodel_exporter.errors import EXIT_OK
 from servedmodel_exporter.publish import DELETING_PREFIX, STAGING_PREFIX, parse_version
@@ -28,7 +29,7 @@ def _kill(process) -> None:  # noqa: ANN001
     process.stderr.close()
 
 
-@pytest.mark.parametrize("stage", [STAGING_CREATED, EXPORTED, VERIFIED, SYNCED, RENAMED])
+@pytest.mark.parametrize("stage", [STAGING_CREATED, EXPORTED, VERIFIED, SYNCED, VERSION_CHOSEN, RENAMED])
 def test_killed_publish_leaves_only_complete_versions(
     stage: str,
     sequential,
@@ -54,14 +55,16 @@ def test_killed_publish_leaves_only_complete_versions(
     else:
         assert versions == []
 
-    code, result, err = run_cli(*args)
+    code, result, err = run_cli(*args)  # the same command again, as a Job's retry runs it
     assert code == EXIT_OK, err
     assert sorted(result["cleaned_leftovers"]) == leftovers
-    assert_published(root, {1, 2} if stage == RENAMED else {1})
+    assert result["version"] == 1  # after the rename: the version the killed run published
+    assert result["already_published"] is (stage == RENAMED)
+    assert_published(root, {1})
 
 
 def test_killed_retention_never_exposes_a_half_deleted_version(
-    sequential,
+    variants: list[Path],
     base: Path,
     start_cli: Callable,
     wait_for_pause: Callable,
@@ -69,9 +72,9 @@ def test_killed_retention_never_exposes_a_half_deleted_version(
     assert_complete: Callable,
     assert_published: Callable,
 ) -> None:
-    args = ("publish", sequential.keras_path, "--base-path", base, "--model", "m")
-    for _ in range(2):
-        assert run_cli(*args)[0] == EXIT_OK
+    for source in variants[:2]:
+        assert run_cli("publish", source, "--base-path", base, "--model", "m")[0] == EXIT_OK
+    args = ("publish", variants[2], "--base-path", base, "--model", "m")
     process = start_cli(*args, "--keep", "1", pause_at=PRUNING)
     wait_for_pause(process, PRUNING)
     _kill(process)
@@ -84,7 +87,7 @@ def test_killed_retention_never_exposes_a_half_deleted_version(
     assert_complete(root / "1")
     assert_complete(root / "3")
 
-    code, result, err = run_cli(*args, "--keep", "1")
+    code, result, err = run_cli("publish", variants[3], "--base-path", base, "--model", "m", "--keep", "1")
     assert code == EXIT_OK, err
     assert result["cleaned_leftovers"] == doomed and result["removed_versions"] == [1, 3]
     assert_published(root, {4})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -49,7 +50,7 @@ def test_corrupt_keras_file(tmp_path: Path, base: Path, run_cli: RunCli) -> None
     _assert_failed(
         run_cli("publish", bad, "--base-path", base, "--model", "m"),
         EXIT_SOURCE,
-        "cannot load Keras model from",
+        f"{bad} is not a valid .keras archive: it is not a zip file",
     )
     _assert_nothing_published(base / "m")
 
@@ -61,7 +62,46 @@ def test_truncated_keras_file(sequential, tmp_path: Path, base: Path, run_cli: R
     _assert_failed(
         run_cli("publish", cut, "--base-path", base, "--model", "m"),
         EXIT_SOURCE,
-        "cannot load Keras model from",
+        f"{cut} is not a valid .keras archive: it is not a zip file",
+    )
+    _assert_nothing_published(base / "m")
+
+
+def test_keras_archive_with_a_damaged_or_missing_member(
+    sequential, tmp_path: Path, base: Path, run_cli: RunCli
+) -> None:
+    """Keras itself reports these as a missing file or a generic read error; the exporter names them."""
+    with zipfile.ZipFile(sequential.keras_path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    no_config = tmp_path / "no-config.keras"
+    with zipfile.ZipFile(no_config, "w") as archive:
+        for name, data in members.items():
+            if name != "config.json":
+                archive.writestr(name, data)
+    _assert_failed(
+        run_cli("publish", no_config, "--base-path", base, "--model", "m"),
+        EXIT_SOURCE,
+        f"{no_config} is not a valid .keras archive: it lacks config.json",
+    )
+    damaged = tmp_path / "damaged.keras"
+    with zipfile.ZipFile(damaged, "w", zipfile.ZIP_STORED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    raw = bytearray(damaged.read_bytes())
+    start = raw.index(members["model.weights.h5"][:64]) + 200  # inside the stored weights: CRC breaks
+    raw[start] ^= 0xFF
+    damaged.write_bytes(bytes(raw))
+    _assert_failed(
+        run_cli("publish", damaged, "--base-path", base, "--model", "m"),
+        EXIT_SOURCE,
+        f"{damaged} is not a valid .keras archive: the member model.weights.h5 is damaged",
+    )
+    not_h5 = tmp_path / "model.h5"
+    not_h5.write_bytes(b"<html>a login page saved under a model's name</html>")
+    _assert_failed(
+        run_cli("publish", not_h5, "--base-path", base, "--model", "m"),
+        EXIT_SOURCE,
+        f"{not_h5} is not a valid HDF5 (.h5) file",
     )
     _assert_nothing_published(base / "m")
 

@@ -87,13 +87,14 @@ def test_manifest_and_signature_summary(sequential, base: Path, run_cli: RunCli)
 
 
 def test_auto_versions_increase_and_explicit_versions_are_respected(
-    sequential, base: Path, run_cli: RunCli, assert_published: Callable
+    variants: list[Path], base: Path, run_cli: RunCli, assert_published: Callable
 ) -> None:
     (base / "m").mkdir()
     (base / "m" / "not-a-version").mkdir()
+    extras = ([], ["--version", "10"], [], ["--version", "auto"])
     versions = [
-        run_cli("publish", sequential.keras_path, "--base-path", base, "--model", "m", *extra)[1]["version"]
-        for extra in ([], ["--version", "10"], [], ["--version", "auto"])
+        run_cli("publish", source, "--base-path", base, "--model", "m", *extra)[1]["version"]
+        for source, extra in zip(variants[:4], extras, strict=True)
     ]
     assert versions == [1, 10, 11, 12]
     shutil.rmtree(base / "m" / "not-a-version")
@@ -176,12 +177,12 @@ def test_warmup_file_replays_through_the_published_model(
 
 
 def test_retention_keeps_newest_and_pinned(
-    sequential, base: Path, run_cli: RunCli, assert_published: Callable
+    variants: list[Path], base: Path, run_cli: RunCli, assert_published: Callable
 ) -> None:
-    for _ in range(4):
-        run_cli("publish", sequential.keras_path, "--base-path", base, "--model", "r")
+    for source in variants[:4]:
+        run_cli("publish", source, "--base-path", base, "--model", "r")
     code, result, err = run_cli(
-        "publish", sequential.keras_path, "--base-path", base, "--model", "r", "--keep", "2", "--pin", "1"
+        "publish", variants[4], "--base-path", base, "--model", "r", "--keep", "2", "--pin", "1"
     )
     assert code == EXIT_OK, err
     assert result["version"] == 5 and result["removed_versions"] == [2, 3]

@@ -13,19 +13,23 @@ def test_result_file_reports_the_published_version(sequential, base: Path, run_c
     )
     assert code == 0, err
     written = json.loads(result_file.read_text())
-    assert written == {"ok": True, "version": result["version"], "path": str(base / "m" / "1")}
+    assert written == {
+        "ok": True,
+        "version": result["version"],
+        "path": str(base / "m" / "1"),
+        "already_published": False,
+    }
     assert len(result_file.read_bytes()) <= 4096
 
 
-def test_result_file_reports_the_error(sequential, base: Path, run_cli, tmp_path: Path) -> None:
+def test_result_file_reports_the_error(built_models, base: Path, run_cli, tmp_path: Path) -> None:
     result_file = tmp_path / "termination-log"
-    code, _, _ = run_cli(
-        "publish", sequential.keras_path, "--base-path", base, "--model", "m", "--version", "1"
-    )
+    first = built_models["sequential"].keras_path
+    code, _, _ = run_cli("publish", first, "--base-path", base, "--model", "m", "--version", "1")
     assert code == 0
     code, result, _ = run_cli(
         "publish",
-        sequential.keras_path,
+        built_models["normalized"].keras_path,
         "--base-path",
         base,
         "--model",
