@@ -287,6 +287,15 @@ def restricted_pod_security(user: int) -> dict[str, Any]:
     }
 
 
+def pod_identity(spec: ServedModelSpec) -> dict[str, Any]:
+    """The ServiceAccount a model server or export pod runs as, without its API token unless the spec
+    asks for it: neither TF Serving nor the exporter calls the Kubernetes API."""
+    identity: dict[str, Any] = {"automountServiceAccountToken": spec.automount_token}
+    if spec.service_account_name:
+        identity["serviceAccountName"] = spec.service_account_name
+    return identity
+
+
 def render_deployment(
     spec: ServedModelSpec, configmap: dict[str, Any], track: str = "stable"
 ) -> dict[str, Any]:
@@ -328,8 +337,7 @@ def render_deployment(
         ],
         "enableServiceLinks": False,
     }
-    if spec.service_account_name:
-        pod_spec["serviceAccountName"] = spec.service_account_name
+    pod_spec.update(pod_identity(spec))
     if spec.node_selector:
         pod_spec["nodeSelector"] = dict(spec.node_selector)
     if tolerations(spec):

@@ -13,7 +13,14 @@ from typing import Any
 
 from .constants import EXPORTER_USER, LABEL_COMPONENT, VOLUME_MOUNT
 from .naming import child_name
-from .render import _metadata, _stamp, common_labels, restricted_container_security, restricted_pod_security
+from .render import (
+    _metadata,
+    _stamp,
+    common_labels,
+    pod_identity,
+    restricted_container_security,
+    restricted_pod_security,
+)
 from .spec import ServedModelSpec
 
 
@@ -96,6 +103,7 @@ def render_export_job(spec: ServedModelSpec) -> dict[str, Any]:
                     "metadata": {"labels": labels},
                     "spec": {
                         "restartPolicy": "Never",
+                        **pod_identity(spec),
                         "containers": [container],
                         "securityContext": restricted_pod_security(EXPORTER_USER),
                         "volumes": [

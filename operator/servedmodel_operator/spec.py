@@ -121,6 +121,7 @@ class ServedModelSpec:
     tolerations: tuple[dict[str, Any], ...] = ()
     affinity: dict[str, Any] = field(default_factory=dict)
     service_account_name: str = ""
+    automount_token: bool = False  # the pods get the ServiceAccount's API token only when asked for
     pod_labels: dict[str, str] = field(default_factory=dict)
     pod_annotations: dict[str, str] = field(default_factory=dict)
     service_type: str = "ClusterIP"
@@ -181,6 +182,12 @@ def _int(value: Any, what: str, lo: int, hi: int) -> int:
         raise InvalidSpec(f"{what} must be an integer, got {value!r}")
     if not lo <= value <= hi:
         raise InvalidSpec(f"{what} must be between {lo} and {hi}, got {value}")
+    return value
+
+
+def _bool(value: Any, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidSpec(f"{what} must be true or false, got {value!r}")
     return value
 
 
@@ -388,6 +395,9 @@ def parse(body: dict[str, Any]) -> ServedModelSpec:
         tolerations=tuple(spec.get("tolerations") or ()),
         affinity=dict(spec.get("affinity") or {}),
         service_account_name=spec.get("serviceAccountName") or "",
+        automount_token=_bool(
+            spec.get("automountServiceAccountToken", False), "automountServiceAccountToken"
+        ),
         pod_labels=pod_labels,
         pod_annotations=dict(spec.get("podAnnotations") or {}),
         service_type=service.get("type") or "ClusterIP",

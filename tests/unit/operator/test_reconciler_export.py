@@ -299,3 +299,16 @@ def test_export_pod_runs_where_the_model_servers_run():
     plain = render_export_job(parse(servedmodel({"source": {"path": "incoming/m.keras"}})))
     assert "nodeSelector" not in plain["spec"]["template"]["spec"]
     assert "tolerations" not in plain["spec"]["template"]["spec"]
+
+
+def test_export_pod_runs_as_the_spec_account_without_a_token_unless_asked():
+    pod = render_export_job(parse(servedmodel({"source": {"path": "in/m.keras"}})))["spec"]["template"][
+        "spec"
+    ]
+    assert pod["automountServiceAccountToken"] is False
+    assert "serviceAccountName" not in pod
+
+    sm = servedmodel({"source": {"path": "in/m.keras"}})
+    sm["spec"].update(serviceAccountName="uploader", automountServiceAccountToken=True)
+    pod = render_export_job(parse(sm))["spec"]["template"]["spec"]
+    assert (pod["serviceAccountName"], pod["automountServiceAccountToken"]) == ("uploader", True)

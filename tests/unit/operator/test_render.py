@@ -238,3 +238,26 @@ def test_canary_track_serves_only_the_candidate_behind_the_same_service():
     stable_cfg = parse_config(objects[("ConfigMap", "resnet-config")]["data"]["models.config"])
     assert list(stable_cfg.model_config_list.config[0].model_version_policy.specific.versions) == [3]
     assert dict(stable_cfg.model_config_list.config[0].version_labels) == {"stable": 3}
+
+
+def test_no_service_account_token_unless_the_spec_asks_for_one():
+    pod = render(parse(body()))[2]["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    assert "serviceAccountName" not in pod  # the namespace's default account, still without a token
+
+    pod = render(parse(body(serviceAccountName="reader", automountServiceAccountToken=True)))[2]
+    assert pod["spec"]["template"]["spec"]["automountServiceAccountToken"] is True
+    assert pod["spec"]["template"]["spec"]["serviceAccountName"] == "reader"
+
+
+def test_the_crd_default_of_automount_is_the_parsers():
+    """One truth for a default: the CRD writes false, and an object from before the field parses the same."""
+    from pathlib import Path
+
+    import yaml
+
+    crd_file = Path(__file__).resolve().parents[3] / "crds" / "servedmodel.io_servedmodels.yaml"
+    crd = yaml.safe_load(crd_file.read_text())
+    spec_schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    assert spec_schema["properties"]["automountServiceAccountToken"]["default"] is False
+    assert parse(body()).automount_token is False
