@@ -27,6 +27,10 @@ settings (environment):
   SERVEDMODEL_REQUEST_TIMEOUT_SECONDS API request timeout (default 30)
   SERVEDMODEL_WATCH_TIMEOUT_SECONDS   watch restart period (default 300)
   SERVEDMODEL_MODEL_SERVER_URL        how model servers are reached (default http://{service}.{namespace}.svc:{port})
+  SERVEDMODEL_ALLOWED_IMAGE_PREFIXES  comma-separated image prefixes ServedModels may run (default: any image)
+  SERVEDMODEL_ALLOWED_SERVICE_ACCOUNTS
+                                      comma-separated ServiceAccounts ServedModels may run as (default: any);
+                                      "default" is the namespace's own. Others: reason PolicyViolation
   KUBECONFIG                          used when not running in a cluster
 """
 

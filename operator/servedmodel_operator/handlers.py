@@ -20,6 +20,7 @@ import kopf
 from .constants import GROUP, MANAGED_BY_SELECTOR, PLURAL, VERSION
 from .kube import KubeApi, load_credentials
 from .modelserver import ModelServerPoller
+from .policy import Policy
 from .reconciler import Key, Reconciler
 from .settings import Settings
 from .workqueue import WorkQueue
@@ -83,6 +84,12 @@ class Runtime:
                 api=self.api,
                 cache=self.cache,
                 poller=ModelServerPoller(url_template=self.settings.model_server_url),
+                policy=Policy(self.settings.allowed_image_prefixes, self.settings.allowed_service_accounts),
+            )
+            log.info(
+                "policy: images starting with %s; ServiceAccounts %s",
+                ", ".join(self.settings.allowed_image_prefixes) or "anything",
+                ", ".join(self.settings.allowed_service_accounts) or "any",
             )
             self.queue = WorkQueue(
                 reconciler.reconcile,

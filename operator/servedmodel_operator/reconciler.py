@@ -24,6 +24,7 @@ from .export_lifecycle import ExportLifecycle
 from .kube import ApiError, KubeApi
 from .labels import applied_labels, hold, pending_message, staged_labels
 from .modelserver import ModelServerPoller, VersionState, serving_verdict
+from .policy import Policy
 from .render import PRUNABLE_KINDS, endpoints, names, render, track_service_name
 from .spec import InvalidSpec, ServedModelSpec, parse
 from .workqueue import Retry
@@ -51,6 +52,7 @@ class Reconciler:
     _discovery: tuple[float, bool] | None = None
     poller: ModelServerPoller | None = None
     schedule: Callable[[Key, float], None] | None = None  # reconcile this key again after a delay
+    policy: Policy = field(default_factory=Policy)  # the images and accounts ServedModels may use
 
     async def reconcile(self, key: Key) -> None:
         sm = self.cache.servedmodel(key)
@@ -63,6 +65,10 @@ class Reconciler:
             spec = parse(sm)
         except InvalidSpec as exc:
             await self._blocked(key, sm, None, "InvalidSpec", str(exc))
+            return
+        problems = self.policy.violations(spec)
+        if problems:  # checked before anything is rendered: nothing is created or changed
+            await self._blocked(key, sm, spec, "PolicyViolation", "; ".join(problems) + ".")
             return
         if not self.cache.pvc_exists(spec.namespace, spec.claim_name):
             await self._blocked(

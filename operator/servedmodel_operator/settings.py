@@ -16,6 +16,11 @@ def _env_int(name: str, default: int) -> int:
         raise SystemExit(f"{name} must be an integer, got {raw!r}") from None
 
 
+def _env_list(name: str) -> tuple[str, ...]:
+    """A comma-separated list; blanks around entries and empty entries are dropped."""
+    return tuple(item.strip() for item in os.environ.get(name, "").split(",") if item.strip())
+
+
 @dataclass(frozen=True)
 class Settings:
     workers: int = 4  # reconciles running at once (each for a different ServedModel)
@@ -26,6 +31,9 @@ class Settings:
     watch_server_timeout_seconds: int = 300  # the API server ends each watch; kopf then resumes it
     # Where the model servers' REST APIs are reached; {service}, {namespace} and {port} are filled in.
     model_server_url: str = "http://{service}.{namespace}.svc:{port}"
+    # Who may run what (policy.py): image prefixes and ServiceAccount names a ServedModel may use; empty: any.
+    allowed_image_prefixes: tuple[str, ...] = ()
+    allowed_service_accounts: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -39,4 +47,6 @@ class Settings:
                 "SERVEDMODEL_WATCH_TIMEOUT_SECONDS", cls.watch_server_timeout_seconds
             ),
             model_server_url=os.environ.get("SERVEDMODEL_MODEL_SERVER_URL") or cls.model_server_url,
+            allowed_image_prefixes=_env_list("SERVEDMODEL_ALLOWED_IMAGE_PREFIXES"),
+            allowed_service_accounts=_env_list("SERVEDMODEL_ALLOWED_SERVICE_ACCOUNTS"),
         )
