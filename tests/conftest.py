@@ -7,7 +7,7 @@ or started, the tests that need it fail with the reason: they never skip.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -36,6 +36,24 @@ def real_node(cluster: LocalCluster) -> RealNode:
     stopped with the cluster. Pods run there only with `real_node.pod_placement()` merged into their spec
     (node selector + toleration); images come from `real_node.import_image(oci_archive, ref)`."""
     return cluster.start_real_node()
+
+
+@pytest.fixture(scope="session")
+def node_image(real_node: RealNode) -> Callable[[str], str]:
+    """`node_image("operator")`: our image of that name, built from its Dockerfile by tools/images (cached by
+    its inputs) and imported into the real node's runtime; returns the reference pods name (with
+    `imagePullPolicy: Never` or `IfNotPresent`). Each image is imported once per session."""
+    import images
+
+    imported: dict[str, str] = {}
+
+    def get(name: str) -> str:
+        if name not in imported:
+            built = images.build(name)
+            imported[name] = real_node.import_image(built.archive, built.ref)
+        return imported[name]
+
+    return get
 
 
 @pytest.fixture(scope="session")
