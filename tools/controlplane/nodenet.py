@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -212,6 +213,7 @@ class Slot:
         and cgroups (containerd, shims, kubelet, kube-proxy, containers), mounts under its folders, its
         cgroups, the contents of its folders. Idempotent."""
         self._kill_processes()
+        self._remove_shim_sockets()
         self._unmount_all()
         self._remove_cgroups()
         for link in Path("/var/log/containers").glob("*.log") if Path("/var/log/containers").is_dir() else []:
@@ -303,6 +305,24 @@ class Slot:
                     os.kill(pid, signal.SIGKILL)
             time.sleep(0.2)
 
+    def shim_sockets(self) -> list[Path]:
+        """The sockets of this node's shims. containerd 1.6 puts them in the fixed folder /run/containerd/s,
+        named by the hash of containerd's address, namespace and sandbox id; a killed shim leaves its socket
+        there."""
+        tasks = self.state_dir / "containerd" / "io.containerd.runtime.v2.task"
+        address = self.state_dir / "containerd.sock"
+        return [
+            Path(
+                "/run/containerd/s",
+                hashlib.sha256(str(address / task.parent.name / task.name).encode()).hexdigest(),
+            )
+            for task in tasks.glob("*/*")
+        ]
+
+    def _remove_shim_sockets(self) -> None:
+        for socket in self.shim_sockets():
+            socket.unlink(missing_ok=True)
+
     def _unmount_all(self) -> None:
         for _ in range(5):
             mounts = _mounts_under(self.state_dir) + _mounts_under(self.data_dir)
@@ -383,9 +403,10 @@ def _slot_numbers_present() -> set[int]:
     return numbers
 
 
-def _clean_stale_slots() -> list[int]:
-    """Under the global lock: clean every slot whose lock no live process holds."""
-    cleaned = []
+def _clean_stale_slots() -> tuple[list[int], set[int]]:
+    """Under the global lock: clean every slot whose lock no live process holds. Returns the slots cleaned
+    and those that could not be (reported, and skipped by this run rather than failing it)."""
+    cleaned, broken = [], set()
     for number in sorted(_slot_numbers_present()):
         slot = Slot(number)
         fd = _try_lock(slot.lock_path)
@@ -395,9 +416,15 @@ def _clean_stale_slots() -> list[int]:
             slot.cleanup()
             slot.lock_path.unlink(missing_ok=True)
             cleaned.append(number)
+        except (NodeNetError, OSError) as exc:
+            print(
+                f"[nodenet] WARNING: cannot clean the leftovers of slot {number}, skipping it: {exc}",
+                flush=True,
+            )
+            broken.add(number)
         finally:
             os.close(fd)
-    return cleaned
+    return cleaned, broken
 
 
 def acquire_slot() -> Slot:
@@ -406,11 +433,13 @@ def acquire_slot() -> Slot:
     DATA_ROOT.mkdir(parents=True, exist_ok=True)
     with _global_lock():
         ensure_unreachable_routes()
-        cleaned = _clean_stale_slots()
+        cleaned, broken = _clean_stale_slots()
         if cleaned:
             print(f"[nodenet] cleaned leftovers of dead test runs in slots {cleaned}", flush=True)
             _restore_host_sysctls_if_idle()
         for number in range(1, MAX_SLOTS + 1):
+            if number in broken:
+                continue
             slot = Slot(number)
             fd = _try_lock(slot.lock_path)
             if fd is None:

@@ -298,9 +298,12 @@ def test_start_and_stop_twice_leave_nothing(tmp_path: Path) -> None:
             slot = cluster.slot
             print(f"\n[figure] round {round_}: node start {cluster.real_node.timings}")
             assert host_firewall() == firewall, "the running node changed the host's iptables"
+            sockets = slot.shim_sockets()
+            assert any(path.exists() for path in sockets)  # CoreDNS's shim at least
         finally:
             cluster.stop()
         assert slot.leftovers() == []
+        assert not [path for path in sockets if path.exists()]
         assert not slot.lock_path.exists()
         assert host_firewall() == firewall
         cluster.stop()  # idempotent
@@ -339,6 +342,8 @@ def test_a_killed_run_leaves_nothing_that_breaks_the_next_start(tmp_path: Path) 
     left = killed.leftovers()
     assert any(item.startswith("network namespace") for item in left), left
     assert any(item.startswith("process") for item in left), left
+    sockets = [path for path in killed.shim_sockets() if path.exists()]
+    assert sockets, "the killed node's shims left no sockets: nothing to check"
 
     cluster = LocalCluster(workdir=tmp_path / "next", with_kwok=False, with_real_node=True)
     cluster.start()
@@ -349,3 +354,4 @@ def test_a_killed_run_leaves_nothing_that_breaks_the_next_start(tmp_path: Path) 
     finally:
         cluster.stop()
     assert killed.leftovers() == []
+    assert not [path for path in sockets if path.exists()]
