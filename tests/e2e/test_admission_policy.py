@@ -252,3 +252,23 @@ def test_without_the_admission_policy_the_operator_refuses_the_same_specs(
         assert rbac_denials(cp.audited_writes(OPERATOR_USER)) == []  # the chart's rules were enough
     finally:
         op.stop()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        # A comma would split the operator's SERVEDMODEL_ALLOWED_IMAGE_PREFIXES into two prefixes.
+        (["--set", "policy.allowedImagePrefixes[0]=registry.example.com/a\\,b/"], "does not match pattern"),
+        (["--set", "policy.allowedServiceAccounts={Not_A_Name}"], "does not match pattern"),
+        (["--set", "policy.admissionPolicy.enable=true"], "additional properties 'enable' not allowed"),
+        (
+            ["--set", "policy.admissionPolicy.enabled=true", "--kube-version", "1.29.0"],
+            "policy.admissionPolicy needs Kubernetes 1.30 or later (ValidatingAdmissionPolicy v1); "
+            "this cluster is v1.29.0",
+        ),
+    ],
+)
+def test_bad_policy_values_are_refused_with_a_clear_message(user: UserTools, args: list[str], message: str):
+    proc = user.helm("template", "x", str(ROOT / "charts" / "servedmodel-operator"), *args, check=False)
+    assert proc.returncode != 0
+    assert message in proc.stderr, proc.stderr
