@@ -7,6 +7,9 @@ KIND = "ServedModel"
 API_VERSION = f"{GROUP}/{VERSION}"
 
 FIELD_MANAGER = "servedmodel-operator"
+# Holds a Deployment's replicas for a moment when autoscaling is turned on, so that the operator's next apply
+# (without replicas) does not remove the field before the HPA owns it (see replicas_handover.py).
+HANDOVER_FIELD_MANAGER = "servedmodel-operator-handover-to-hpa"
 OPERATOR_NAME = "servedmodel-operator"
 
 # Standard labels on every child object; the selector uses only the two that never change.

@@ -148,12 +148,18 @@ class KubeApi:
                 raise ApiError(resp.status_code, resp.text) from None
         return resp.json() if resp.content else {}
 
-    def apply(self, obj: dict[str, Any], dry_run: bool = False) -> dict[str, Any]:
+    def apply(
+        self, obj: dict[str, Any], dry_run: bool = False, field_manager: str = FIELD_MANAGER
+    ) -> dict[str, Any]:
         """Server-side apply as the operator's one field manager, taking over fields others changed.
-        `dry_run`: the API server admits and validates it, and stores nothing."""
+        `dry_run`: the API server admits and validates it, and stores nothing. Another `field_manager`
+        (the autoscaler hand-over) never forces: a conflict means someone else owns the field already."""
         meta = obj["metadata"]
         path = _PATHS[(obj["apiVersion"], obj["kind"])].format(ns=meta["namespace"], name=meta["name"])
-        params = {"fieldManager": FIELD_MANAGER, "force": "true"}
+        params = {
+            "fieldManager": field_manager,
+            "force": "true" if field_manager == FIELD_MANAGER else "false",
+        }
         if dry_run:
             params["dryRun"] = "All"
         return self.request(

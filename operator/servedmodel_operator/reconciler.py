@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import requests
 
 from . import status as st
-from .constants import ANNOTATION_SPEC_HASH, GROUP, VERSION
+from .constants import ANNOTATION_SPEC_HASH, GROUP, HANDOVER_FIELD_MANAGER, VERSION
 from .drift import needs_apply
 from .export_lifecycle import ExportLifecycle
 from .kube import ApiError, KubeApi
@@ -26,6 +26,7 @@ from .labels import applied_labels, hold, pending_message, staged_labels
 from .modelserver import ModelServerPoller, VersionState, serving_verdict
 from .policy import Policy
 from .render import PRUNABLE_KINDS, endpoints, names, render, track_service_name
+from .replicas_handover import handover
 from .spec import InvalidSpec, ServedModelSpec, parse
 from .workqueue import Retry
 
@@ -104,6 +105,7 @@ class Reconciler:
             kind, name = desired["kind"], desired["metadata"]["name"]
             live = self.cache.child(kind, spec.namespace, name)
             if needs_apply(desired, live):
+                await self._hand_over_replicas(desired, live)
                 applied = await self._apply(key, sm, spec, desired)
                 if applied is None:
                     return
@@ -195,6 +197,19 @@ class Reconciler:
             return None
         except requests.RequestException as exc:
             raise Retry(f"applying {kind} {name}: {exc}") from exc
+
+    async def _hand_over_replicas(self, desired: dict[str, Any], live: dict[str, Any] | None) -> None:
+        """Autoscaling turned on: keep the Deployment's replicas through the switch (replicas_handover.py)."""
+        held = handover(desired, live)
+        if held is None:
+            return
+        try:
+            await asyncio.to_thread(self.api.apply, held, False, HANDOVER_FIELD_MANAGER)
+        except ApiError as exc:
+            if exc.status != 409:  # 409: another manager (the HPA) owns replicas already: handed over
+                raise Retry(f"handing replicas of {desired['metadata']['name']} over: {exc}") from exc
+        except requests.RequestException as exc:
+            raise Retry(f"handing replicas of {desired['metadata']['name']} over: {exc}") from exc
 
     def _stage_labels(
         self, key: Key, spec: ServedModelSpec

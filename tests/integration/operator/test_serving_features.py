@@ -3,6 +3,9 @@ optional children disappearing when the spec stops asking for them."""
 
 from __future__ import annotations
 
+import subprocess
+import threading
+
 import pytest
 from kubehelpers import condition, eventually, pvc, servedmodel
 
@@ -70,6 +73,93 @@ def test_autoscaling_hpa_pdb_and_back(kube, operator, namespace):
         lambda: kube.get("deployment", "scaled", namespace)["spec"]["replicas"] == 1, what="replicas=1"
     )
     assert "Deleted" in [e["reason"] for e in kube.events(namespace, "scaled")]
+
+
+class ReplicaSampler:
+    """Every value of a Deployment's spec.replicas, as a watch sees it (each stored change, none missed)."""
+
+    def __init__(self, kube, namespace: str, name: str):
+        cluster = kube.cluster
+        self.proc = subprocess.Popen(
+            [
+                str(cluster.bin_dir / "kubectl"),
+                f"--kubeconfig={cluster.kubeconfig}",
+                "get",
+                "deployment",
+                name,
+                "-n",
+                namespace,
+                "--watch",
+                "-o",
+                'jsonpath={.metadata.resourceVersion} {.spec.replicas}{"\\n"}',
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.samples: list[tuple[int, int]] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        eventually(lambda: self.samples, timeout=20, what="the watch's first event")
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            version, _, replicas = line.strip().partition(" ")
+            if version and replicas:
+                self.samples.append((int(version), int(replicas)))
+
+    def stop(self) -> list[int]:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+        self._reader.join(timeout=10)
+        return [replicas for _, replicas in self.samples]
+
+
+def test_turning_autoscaling_on_and_off_never_drops_replicas(kube, operator, namespace):
+    """The hand-over of spec.replicas between the operator and the HPA (Kubernetes' server-side apply
+    "transferring ownership"): sampled by a watch, the Deployment's replicas never fall below what runs."""
+    kube.apply(pvc("models", namespace))
+    kube.apply(servedmodel("handover", namespace, replicas=3))
+    eventually(lambda: _ready(kube, namespace, "handover"), timeout=90, what="Ready at 3 replicas")
+
+    sampler = ReplicaSampler(kube, namespace, "handover")
+    try:
+        kube.apply(
+            servedmodel("handover", namespace, replicas=3, autoscaling={"minReplicas": 2, "maxReplicas": 5})
+        )
+        eventually(lambda: kube.get("hpa", "handover", namespace), what="HPA")
+        # The HPA controller has synced once it wrote its conditions (no metrics server runs, so it only keeps
+        # the replicas between min and max).
+        eventually(
+            lambda: (kube.get("hpa", "handover", namespace).get("status") or {}).get("conditions"),
+            timeout=60,
+            what="the HPA's first sync",
+        )
+        eventually(lambda: _current(kube, namespace, "handover"), what="status of the autoscaled generation")
+    finally:
+        on = sampler.stop()
+    assert on and set(on) == {3}, f"spec.replicas through the switch to autoscaling: {on}"
+    assert kube.get("deployment", "handover", namespace)["spec"]["replicas"] == 3
+
+    sampler = ReplicaSampler(kube, namespace, "handover")
+    try:
+        kube.apply(servedmodel("handover", namespace, replicas=4))  # autoscaling off: a fixed count again
+        eventually(lambda: kube.get("hpa", "handover", namespace) is None, what="HPA deleted")
+        eventually(
+            lambda: kube.get("deployment", "handover", namespace)["spec"]["replicas"] == 4, what="replicas=4"
+        )
+    finally:
+        off = sampler.stop()
+    assert set(off) <= {3, 4} and off[-1] == 4, f"spec.replicas through the switch back: {off}"
+
+
+def _ready(kube, namespace: str, name: str) -> bool:
+    return condition(kube.get("servedmodel", name, namespace), "Ready").get("status") == "True"
+
+
+def _current(kube, namespace: str, name: str) -> bool:
+    sm = kube.get("servedmodel", name, namespace)
+    return (sm.get("status") or {}).get("observedGeneration") == sm["metadata"]["generation"]
 
 
 def test_batching_and_monitoring_with_a_service_monitor(kube, operator, namespace):
