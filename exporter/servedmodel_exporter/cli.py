@@ -105,6 +105,7 @@ def _publish(args: argparse.Namespace) -> int:
             "version": result.version,
             "path": str(result.path),
             "already_published": result.already_published,
+            "tensorflow_version": result.tensorflow_version,
         },
     )
     if args.json:

@@ -19,6 +19,10 @@ Outputs = dict[str, np.ndarray]
 Predict = Callable[[Mapping[str, np.ndarray]], Outputs]
 
 
+def tensorflow_version() -> str:
+    return tf.__version__
+
+
 def load_keras(source: Source) -> keras.Model:
     """Load a ``.keras`` or legacy ``.h5`` file; ``safe_mode`` stays on: a file cannot run arbitrary code."""
     check_file_format(Path(source.path), source.kind, source.uri)

@@ -60,6 +60,7 @@ class PublishResult:
     removed_versions: list[int] = field(default_factory=list)
     cleaned_leftovers: list[str] = field(default_factory=list)
     already_published: bool = False  # the same source was published before, as `version`: nothing new
+    tensorflow_version: str = ""  # what wrote the version: an older server may fail to load it
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -126,6 +127,7 @@ def _already_published(
         removed_versions=removed,
         cleaned_leftovers=cleaned,
         already_published=True,
+        tensorflow_version=found.get("tensorflow_version", ""),
     )
 
 
@@ -193,6 +195,7 @@ def _publish_staged(
         warmup_records=request.warmup_records,
         removed_versions=removed,
         cleaned_leftovers=cleaned,
+        tensorflow_version=models.tensorflow_version(),
     )
 
 

@@ -26,8 +26,12 @@ MANAGED_BY_SELECTOR = {LABEL_MANAGED_BY: OPERATOR_NAME}
 ANNOTATION_SPEC_HASH = f"{GROUP}/spec-hash"  # hash of the rendered object: a changed spec changes it
 ANNOTATION_RESTART_CHECKSUM = f"{GROUP}/restart-checksum"  # config read only at start-up: rolls pods
 
-# A pinned TF Serving release: a moving tag would change what runs without a spec change.
-DEFAULT_IMAGE = "tensorflow/serving:2.18.0"
+# The one TensorFlow release of the project: the TF Serving release the operator deploys by default (a
+# pinned tag: a moving one would change what runs without a spec change) and the TensorFlow the exporter
+# uses (pyproject.toml pins it, requirements/*.lock lock it, the exporter image installs the lock).
+# tests/unit/packaging/test_tensorflow_release.py checks they agree; the README says how to change them.
+TENSORFLOW_RELEASE = "2.21.0"
+DEFAULT_IMAGE = f"tensorflow/serving:{TENSORFLOW_RELEASE}"
 
 DEFAULT_EXPORTER_IMAGE = "ghcr.io/servedmodel/servedmodel-exporter:0.1.0"
 EXPORTER_USER = 10001  # the exporter image's non-root user

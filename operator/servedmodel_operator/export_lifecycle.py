@@ -4,6 +4,10 @@ States, as `status.export.phase`: Pending (waiting for another export, or the Jo
 Succeeded (with the published version, read from the exporter's termination message) and Failed (with the
 exporter's error). The Job is the source of truth while it exists; the status record remembers a finished
 export after its Job is gone, so deleting a Job never re-runs an export.
+
+Retries are the Job controller's: its podFailurePolicy fails the Job at once on exit codes a retry cannot
+change, and the exporter is idempotent, so a retried pod reports the version an earlier pod published.
+Finished export Jobs beyond the newest few are deleted; the outcome stays in `status.export`.
 """
 
 from __future__ import annotations
@@ -27,9 +31,12 @@ from .render_export import (
     render_export_job,
 )
 from .spec import ServedModelSpec
+from .tf_versions import newer_tensorflow_warning
 from .workqueue import Retry
 
 log = logging.getLogger(__name__)
+
+KEEP_FINISHED_JOBS = 3  # finished export Jobs kept per ServedModel, besides the current one
 
 Record = dict[str, Any]
 # (ServedModel, event type, reason, message): posts an event about the ServedModel.
@@ -41,13 +48,22 @@ class JobCache(Protocol):
     def children(self, kind: str, namespace: str, owner: str) -> list[dict[str, Any]]: ...
 
 
-def export_condition(record: Record) -> st.Condition:
-    """The Exported condition that says how the export in `record` went."""
+def export_condition(record: Record, warning: str | None = None) -> st.Condition:
+    """The Exported condition that says how the export in `record` went (and what to watch out for)."""
     phase = record.get("phase", "Pending")
+    if phase == "Succeeded" and warning:
+        return st.Condition(st.EXPORTED, True, "ExportedByNewerTensorFlow", warning)
     reason = {"Succeeded": "ExportSucceeded", "Failed": "ExportFailed", "Running": "ExportRunning"}.get(
         phase, "ExportPending"
     )
     return st.Condition(st.EXPORTED, phase == "Succeeded", reason, record.get("message", ""))
+
+
+_RESULT_FIELDS = ("version", "tensorflowVersion", "message")
+
+
+def _same_success(before: Record, after: Record) -> bool:
+    return before.get("jobName") == after.get("jobName") and before.get("phase") == "Succeeded"
 
 
 @dataclass
@@ -60,6 +76,16 @@ class ExportLifecycle:
         self, sm: dict[str, Any], spec: ServedModelSpec, record: Record
     ) -> tuple[Record, st.Condition]:
         """Move the export of `spec.export` one step on; the new status record and Exported condition."""
+        new, _ = await self._step(sm, spec, record)
+        await self._prune_finished(spec, keep=new.get("jobName"))
+        warning = newer_tensorflow_warning(new.get("tensorflowVersion"), spec, new.get("version"))
+        if warning and new.get("phase") == "Succeeded" and not _same_success(record, new):
+            await self.event(sm, "Warning", "ExportedByNewerTensorFlow", warning)
+        return new, export_condition(new, warning)
+
+    async def _step(
+        self, sm: dict[str, Any], spec: ServedModelSpec, record: Record
+    ) -> tuple[Record, st.Condition]:
         digest, name = export_hash(spec), export_job_name(spec)
         job = self.cache.child("Job", spec.namespace, name)
         if job is None:
@@ -99,12 +125,10 @@ class ExportLifecycle:
         current = {"specHash": digest, "jobName": name, "phase": phase}
         same_job = record.get("jobName") == name
         if phase == "Succeeded":
-            version = record.get("version") if same_job else None
-            if version is None:
-                version = await self._published_version(spec.namespace, name)
-            if version is not None:
-                current["version"] = version
-            current["message"] = f"published version {version}" if version is not None else "export succeeded"
+            if same_job and record.get("phase") == "Succeeded" and "version" in record:
+                current.update({k: record[k] for k in _RESULT_FIELDS if k in record})  # read once
+            else:
+                current.update(await self._published(spec.namespace, name))
             if not (same_job and record.get("phase") == "Succeeded"):
                 await self.event(sm, "Normal", "ExportSucceeded", f"Export Job {name}: {current['message']}")
         elif phase == "Failed":
@@ -134,11 +158,42 @@ class ExportLifecycle:
                     results.append(result)
         return results
 
-    async def _published_version(self, namespace: str, job_name: str) -> int | None:
+    async def _published(self, namespace: str, job_name: str) -> Record:
+        """version, tensorflowVersion and message from the exporter's result (the termination message)."""
         for result in await self._termination_results(namespace, job_name):
             if result.get("ok") and isinstance(result.get("version"), int):
-                return result["version"]
-        return None
+                version = result["version"]
+                fields: Record = {"version": version}
+                if isinstance(result.get("tensorflow_version"), str):
+                    fields["tensorflowVersion"] = result["tensorflow_version"]
+                fields["message"] = (
+                    f"version {version} was already published from this source (same sha256): nothing new"
+                    if result.get("already_published")
+                    else f"published version {version}"
+                )
+                return fields
+        return {"message": "export succeeded"}
+
+    async def _prune_finished(self, spec: ServedModelSpec, keep: str | None) -> None:
+        """Delete finished export Jobs of this ServedModel beyond the newest few (and `keep`)."""
+        finished = sorted(
+            (
+                j
+                for j in self.cache.children("Job", spec.namespace, spec.name)
+                if j["metadata"]["name"] != keep
+                and job_phase(j) in ("Succeeded", "Failed")
+                and not j["metadata"].get("deletionTimestamp")
+            ),
+            key=lambda j: (j["metadata"].get("creationTimestamp") or "", j["metadata"]["name"]),
+            reverse=True,
+        )
+        for job in finished[KEEP_FINISHED_JOBS:]:
+            try:
+                await asyncio.to_thread(self.api.delete, job)
+            except (ApiError, requests.RequestException) as exc:
+                log.warning("cannot delete finished export Job %s: %s", job["metadata"]["name"], exc)
+                continue
+            log.info("deleted finished export Job %s/%s", spec.namespace, job["metadata"]["name"])
 
     async def _export_error(self, namespace: str, job_name: str) -> str | None:
         for result in await self._termination_results(namespace, job_name):

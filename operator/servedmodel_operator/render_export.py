@@ -23,6 +23,13 @@ from .render import (
 )
 from .spec import ServedModelSpec
 
+# The exporter's exit codes that a retry of the same command cannot change: usage, source, verification,
+# version exists (from another source), no space. Equal to servedmodel_exporter.errors.PERMANENT_EXIT_CODES
+# (a test checks it; the operator does not import the exporter package).
+PERMANENT_EXIT_CODES = (2, 3, 4, 5, 7)
+# Finished export Jobs are deleted after a week at the latest; the operator keeps fewer (export_lifecycle).
+FINISHED_JOB_TTL_SECONDS = 7 * 24 * 3600
+
 
 def export_hash(spec: ServedModelSpec) -> str:
     assert spec.export is not None
@@ -99,13 +106,20 @@ def render_export_job(spec: ServedModelSpec) -> dict[str, Any]:
             "spec": {
                 "backoffLimit": export.backoff_limit,
                 "activeDeadlineSeconds": export.timeout_seconds,
+                "ttlSecondsAfterFinished": FINISHED_JOB_TTL_SECONDS,
+                "podFailurePolicy": pod_failure_policy(),
                 "template": {
                     "metadata": {"labels": labels},
                     "spec": {
                         "restartPolicy": "Never",
                         **pod_identity(spec),
                         "containers": [container],
-                        "securityContext": restricted_pod_security(EXPORTER_USER),
+                        "securityContext": {
+                            **restricted_pod_security(EXPORTER_USER),
+                            # chown the volume only when its root does not have our group yet, not
+                            # every file of every version on every run
+                            "fsGroupChangePolicy": "OnRootMismatch",
+                        },
                         "volumes": [
                             {"name": "models", "persistentVolumeClaim": {"claimName": spec.claim_name}},
                             {"name": "tmp", "emptyDir": {}},
@@ -117,6 +131,25 @@ def render_export_job(spec: ServedModelSpec) -> dict[str, Any]:
             },
         }
     )
+
+
+def pod_failure_policy() -> dict[str, Any]:
+    """Fail the Job at once when the exporter says a retry cannot help; a disrupted pod (evicted, preempted,
+    node drained) is retried without counting against backoffLimit; anything else (exit 1, 6, 8, a crash)
+    is retried with the Job controller's exponential backoff, up to backoffLimit."""
+    return {
+        "rules": [
+            {
+                "action": "FailJob",
+                "onExitCodes": {
+                    "containerName": "exporter",
+                    "operator": "In",
+                    "values": list(PERMANENT_EXIT_CODES),
+                },
+            },
+            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+        ]
+    }
 
 
 def export_placement(spec: ServedModelSpec) -> dict[str, Any]:

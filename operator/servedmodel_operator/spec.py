@@ -131,6 +131,7 @@ class ServedModelSpec:
     batching: Batching | None = None
     monitoring: Monitoring | None = None
     image_set: bool = False  # the user chose the image: never swap in the GPU variant
+    server_version: str = ""  # the TF Serving release `image` runs, when the user declares it
     canary: Canary | None = None
 
     @property
@@ -311,6 +312,14 @@ def _export(raw: dict[str, Any] | None) -> ExportSpec | None:
     )
 
 
+def _server_version(raw: Any) -> str:
+    if raw in (None, ""):
+        return ""
+    if not isinstance(raw, str) or not re.fullmatch(r"[0-9]+\.[0-9]+(\.[0-9]+)?", raw):
+        raise InvalidSpec(f"serverVersion must be a TensorFlow Serving release such as 2.18.0, got {raw!r}")
+    return raw
+
+
 def parse(body: dict[str, Any]) -> ServedModelSpec:
     """Build the spec view from a ServedModel object; raises InvalidSpec with a user-facing message."""
     meta = body.get("metadata") or {}
@@ -407,5 +416,6 @@ def parse(body: dict[str, Any]) -> ServedModelSpec:
         batching=_batching(spec.get("batching")),
         monitoring=_monitoring(spec.get("monitoring")),
         image_set=bool(spec.get("image")),
+        server_version=_server_version(spec.get("serverVersion")),
         canary=_canary(spec.get("canary")),
     )

@@ -94,10 +94,10 @@ namespace otherwise). Each one is used by the operator today; docs/install.md sa
 - apiGroups: [apps]
   resources: [deployments]
   verbs: [list, watch, create, patch, delete]
-# Export Jobs (spec.export): applied like the other children, never deleted by the operator.
+# Export Jobs (spec.export): applied like the other children; finished ones beyond the newest few deleted.
 - apiGroups: [batch]
   resources: [jobs]
-  verbs: [list, watch, create, patch]
+  verbs: [list, watch, create, patch, delete]
 # Optional children, deleted again when the spec no longer asks for them.
 - apiGroups: [autoscaling]
   resources: [horizontalpodautoscalers]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import tensorflow as tf
+
 
 def test_result_file_reports_the_published_version(sequential, base: Path, run_cli, tmp_path: Path) -> None:
     result_file = tmp_path / "termination-log"
@@ -18,6 +20,7 @@ def test_result_file_reports_the_published_version(sequential, base: Path, run_c
         "version": result["version"],
         "path": str(base / "m" / "1"),
         "already_published": False,
+        "tensorflow_version": tf.__version__,
     }
     assert len(result_file.read_bytes()) <= 4096
 

@@ -28,6 +28,11 @@ class World:
         self.applied: list[dict[str, Any]] = []
         self.events: list[tuple[str, str, str]] = []
         self.refuse: ApiError | None = None
+        self.deleted: list[str] = []
+
+    def delete(self, obj: dict[str, Any]) -> None:
+        self.deleted.append(obj["metadata"]["name"])
+        self.jobs.pop(obj["metadata"]["name"], None)
 
     # KubeApi
     def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
@@ -118,3 +123,65 @@ def test_a_job_the_api_server_rejects_is_failed_not_retried():
     record, cond = world.step(servedmodel({"source": {"path": "a.keras"}}), {})
     assert record["phase"] == "Failed" and "spec.template: Invalid value" in record["message"]
     assert cond.reason == "ExportFailed"
+
+
+def test_a_retried_export_that_found_its_version_says_so():
+    world = World()
+    sm = servedmodel({"source": {"path": "in/m.keras"}})
+    record, _ = world.step(sm, {})
+    name = record["jobName"]
+    finish(world.jobs[name], "Complete")
+    world.results[name] = {
+        "ok": True,
+        "version": 3,
+        "already_published": True,
+        "tensorflow_version": "2.21.0",
+    }
+    record, cond = world.step(sm, record)
+    assert record["version"] == 3 and record["tensorflowVersion"] == "2.21.0"
+    assert record["message"] == "version 3 was already published from this source (same sha256): nothing new"
+    assert (cond.status, cond.reason) == (True, "ExportSucceeded")
+
+
+def test_an_export_from_a_newer_tensorflow_than_the_server_warns():
+    world = World()
+    sm = servedmodel({"source": {"path": "in/m.keras"}})
+    sm["spec"]["image"] = "registry.example/serving:custom"
+    sm["spec"]["serverVersion"] = "2.18.0"
+    record, _ = world.step(sm, {})
+    name = record["jobName"]
+    finish(world.jobs[name], "Complete")
+    world.results[name] = {"ok": True, "version": 5, "tensorflow_version": "2.21.0"}
+    record, cond = world.step(sm, record)
+    assert (cond.status, cond.reason) == (True, "ExportedByNewerTensorFlow")
+    assert cond.message.startswith(
+        "version 5 was exported by TensorFlow 2.21.0, newer than the model server's 2.18.0"
+    )
+    assert "TensorFlow Serving 2.21 or newer" in cond.message
+    warnings = [e for e in world.events if e[1] == "ExportedByNewerTensorFlow"]
+    assert len(warnings) == 1
+    world.step(sm, record)  # the next pass: same condition, no second event
+    assert len([e for e in world.events if e[1] == "ExportedByNewerTensorFlow"]) == 1
+
+    # The same release, or an image whose release is unknown: nothing to say.
+    sm["spec"]["serverVersion"] = "2.21.1"
+    assert world.step(sm, record)[1].reason == "ExportSucceeded"
+    del sm["spec"]["serverVersion"]
+    assert world.step(sm, record)[1].reason == "ExportSucceeded"
+    sm["spec"]["image"] = "tensorflow/serving:2.19.0-gpu"  # an official tag says its release
+    assert world.step(sm, record)[1].reason == "ExportedByNewerTensorFlow"
+
+
+def test_finished_jobs_beyond_the_newest_three_are_deleted():
+    world = World()
+    for i in range(5):
+        job = {"metadata": {"name": f"m-export-old{i}", "creationTimestamp": f"2026-01-0{i + 1}T00:00:00Z"}}
+        finish(job, "Failed" if i % 2 else "Complete")
+        world.jobs[job["metadata"]["name"]] = job
+    world.jobs["m-export-running"] = {
+        "metadata": {"name": "m-export-running", "creationTimestamp": "2025-01-01T00:00:00Z"},
+        "status": {"active": 1},
+    }
+    record, _ = world.step(servedmodel({"source": {"path": "new.keras"}}), {})
+    assert record["phase"] == "Pending"  # waits for the running one
+    assert world.deleted == ["m-export-old1", "m-export-old0"]  # the oldest finished; never a running one

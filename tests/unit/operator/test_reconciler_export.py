@@ -312,3 +312,20 @@ def test_export_pod_runs_as_the_spec_account_without_a_token_unless_asked():
     sm["spec"].update(serviceAccountName="uploader", automountServiceAccountToken=True)
     pod = render_export_job(parse(sm))["spec"]["template"]["spec"]
     assert (pod["serviceAccountName"], pod["automountServiceAccountToken"]) == ("uploader", True)
+
+
+def test_job_fails_at_once_on_exit_codes_a_retry_cannot_change_and_does_not_pile_up():
+    from servedmodel_exporter.errors import PERMANENT_EXIT_CODES
+
+    job = render_export_job(parse(servedmodel({"source": {"path": "a.keras"}})))
+    rules = job["spec"]["podFailurePolicy"]["rules"]
+    assert rules[0] == {
+        "action": "FailJob",
+        "onExitCodes": {"containerName": "exporter", "operator": "In", "values": [2, 3, 4, 5, 7]},
+    }
+    assert tuple(rules[0]["onExitCodes"]["values"]) == PERMANENT_EXIT_CODES  # the exporter's own list
+    disrupted = {"type": "DisruptionTarget", "status": "True"}
+    assert rules[1] == {"action": "Ignore", "onPodConditions": [disrupted]}
+    assert job["spec"]["ttlSecondsAfterFinished"] == 7 * 24 * 3600
+    assert job["spec"]["template"]["spec"]["securityContext"]["fsGroupChangePolicy"] == "OnRootMismatch"
+    assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"  # podFailurePolicy requires it

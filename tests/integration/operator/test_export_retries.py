@@ -1,0 +1,196 @@
+"""Export Jobs on the real control plane: the Job controller applies the rendered podFailurePolicy, the
+operator keeps only the newest finished Jobs, and a retried export's outcome lands in status.
+
+No kubelet runs the exporter here. The export pods are kept off kwok's node (a node selector no node has),
+so nothing else touches them, and each test writes the pod status a kubelet would write when the exporter
+exits: phase Failed, the exit code, and the --result-file JSON as the termination message.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from kubehelpers import condition, eventually, pvc, servedmodel
+
+pytestmark = pytest.mark.integration
+
+NOWHERE = {"servedmodel.io/test-node": "none"}  # no node has it: export pods stay unscheduled
+
+
+def _jobs(kube, namespace):
+    return kube.list("jobs", namespace, "app.kubernetes.io/component=exporter")
+
+
+def _pods(kube, namespace, job):
+    return kube.list("pods", namespace, f"batch.kubernetes.io/job-name={job}")
+
+
+def _exit(kube, namespace, pod, code, result):
+    """What the kubelet records when the exporter exits with `code` after writing `result`."""
+    terminated = {"exitCode": code, "reason": "Error", "message": json.dumps(result)}
+    patch = {
+        "status": {
+            "phase": "Failed",
+            "containerStatuses": [
+                {
+                    "name": "exporter",
+                    "image": "servedmodel-exporter",
+                    "imageID": "",
+                    "ready": False,
+                    "restartCount": 0,
+                    "state": {"terminated": terminated},
+                }
+            ],
+        }
+    }
+    kube.kubectl(
+        "-n", namespace, "patch", "pod", pod, "--subresource=status", "--type=merge", "-p", json.dumps(patch)
+    )
+
+
+def test_a_permanent_exit_code_fails_the_job_at_once(kube, operator, namespace):
+    kube.apply(pvc("models", namespace))
+    kube.apply(
+        servedmodel(
+            "iris",
+            namespace,
+            nodeSelector=NOWHERE,
+            export={"source": {"path": "incoming/iris.keras"}, "backoffLimit": 3},
+        )
+    )
+    job = eventually(lambda: _jobs(kube, namespace), what="export Job")[0]
+    name = job["metadata"]["name"]
+    assert job["spec"]["podFailurePolicy"]["rules"][0]["onExitCodes"]["values"] == [2, 3, 4, 5, 7]
+    assert job["spec"]["template"]["spec"]["securityContext"]["fsGroupChangePolicy"] == "OnRootMismatch"
+    (pod,) = eventually(lambda: _pods(kube, namespace, name), what="export pod")
+    error = "/volume/incoming/iris.keras is not a valid .keras archive: it is not a zip file"
+    _exit(kube, namespace, pod["metadata"]["name"], 3, {"ok": False, "error": error, "exit_code": 3})
+
+    failed = eventually(
+        lambda: (
+            condition(kube.get("job", name, namespace), "Failed").get("status") == "True"
+            and kube.get("job", name, namespace)
+        ),
+        what="Job failed by its pod failure policy",
+    )
+    assert condition(failed, "Failed")["reason"] == "PodFailurePolicy"
+    assert len(_pods(kube, namespace, name)) == 1  # no retry, although backoffLimit allows 3
+    sm = eventually(
+        lambda: (
+            (kube.get("servedmodel", "iris", namespace)["status"].get("export") or {}).get("phase")
+            == "Failed"
+            and kube.get("servedmodel", "iris", namespace)
+        ),
+        what="ExportFailed in status",
+    )
+    assert sm["status"]["export"]["message"] == error
+    assert condition(sm, "Exported")["reason"] == "ExportFailed"
+
+
+def test_a_transient_exit_code_is_retried_and_the_retry_reports_the_published_version(
+    kube, operator, namespace
+):
+    kube.apply(pvc("models", namespace))
+    kube.apply(
+        servedmodel(
+            "iris",
+            namespace,
+            nodeSelector=NOWHERE,
+            export={"source": {"url": "http://models.invalid/iris.keras"}, "backoffLimit": 2},
+        )
+    )
+    name = eventually(lambda: _jobs(kube, namespace), what="export Job")[0]["metadata"]["name"]
+    (first,) = eventually(lambda: _pods(kube, namespace, name), what="export pod")
+    _exit(
+        kube,
+        namespace,
+        first["metadata"]["name"],
+        6,  # published, then retention failed: the Job controller retries
+        {"ok": False, "error": "version 4 was published, but retention failed: ...", "exit_code": 6},
+    )
+    retry = eventually(
+        lambda: [
+            p for p in _pods(kube, namespace, name) if p["metadata"]["name"] != first["metadata"]["name"]
+        ],
+        timeout=90,
+        what="a second pod (the retry)",
+    )[0]
+    job = kube.get("job", name, namespace)
+    assert condition(job, "Failed").get("status") != "True"
+    assert (job.get("status") or {}).get("failed") == 1
+
+    # The retried exporter finds its source published as version 4 and says so; it exits 0. A kubelet
+    # would mark the pod Succeeded; the Job controller then completes the Job.
+    result = {"ok": True, "version": 4, "path": "/volume/iris/4", "already_published": True}
+    patch = {
+        "status": {
+            "phase": "Succeeded",
+            "containerStatuses": [
+                {
+                    "name": "exporter",
+                    "image": "servedmodel-exporter",
+                    "imageID": "",
+                    "ready": False,
+                    "restartCount": 0,
+                    "state": {
+                        "terminated": {"exitCode": 0, "reason": "Completed", "message": json.dumps(result)}
+                    },
+                }
+            ],
+        }
+    }
+    kube.kubectl(
+        "-n",
+        namespace,
+        "patch",
+        "pod",
+        retry["metadata"]["name"],
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps(patch),
+    )
+    sm = eventually(
+        lambda: (
+            (kube.get("servedmodel", "iris", namespace)["status"].get("export") or {}).get("version") == 4
+            and kube.get("servedmodel", "iris", namespace)
+        ),
+        timeout=90,
+        what="the retry's version in status",
+    )
+    assert sm["status"]["export"]["phase"] == "Succeeded"
+    assert sm["status"]["export"]["message"] == (
+        "version 4 was already published from this source (same sha256): nothing new"
+    )
+    assert condition(sm, "Exported")["reason"] == "ExportSucceeded"
+
+
+def test_finished_export_jobs_do_not_pile_up(kube, operator, namespace):
+    """kwok completes each export pod; five exports later, the three newest finished Jobs remain."""
+    kube.apply(pvc("models", namespace))
+    names = []
+    for i in range(5):
+        kube.apply(servedmodel("iris", namespace, export={"source": {"path": f"incoming/iris-{i}.keras"}}))
+        sm = eventually(
+            lambda: (
+                (kube.get("servedmodel", "iris", namespace).get("status") or {})
+                .get("export", {})
+                .get("phase")
+                == "Succeeded"
+                and kube.get("servedmodel", "iris", namespace)
+            ),
+            timeout=90,
+            what=f"export {i} Succeeded",
+        )
+        names.append(sm["status"]["export"]["jobName"])
+        assert len(set(names)) == i + 1
+    left = eventually(
+        lambda: (
+            lambda jobs: len(jobs) == 4 and jobs  # the current one and the three before it
+        )([j for j in _jobs(kube, namespace) if not j["metadata"].get("deletionTimestamp")]),
+        timeout=60,
+        what="old export Jobs deleted",
+    )
+    assert sorted(j["metadata"]["name"] for j in left) == sorted(names[1:])
+    assert kube.get("servedmodel", "iris", namespace)["status"]["export"]["jobName"] == names[-1]
