@@ -194,3 +194,119 @@ def test_finished_export_jobs_do_not_pile_up(kube, operator, namespace):
     )
     assert sorted(j["metadata"]["name"] for j in left) == sorted(names[1:])
     assert kube.get("servedmodel", "iris", namespace)["status"]["export"]["jobName"] == names[-1]
+
+
+def test_an_export_by_a_newer_tensorflow_than_the_server_is_reported(kube, operator, namespace, tmp_path):
+    """The real exporter (real TensorFlow) writes its result; a server declared older gets a warning."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import keras
+
+    model = keras.Sequential([keras.Input((3,), name="x"), keras.layers.Dense(1)])
+    model.save(tmp_path / "m.keras")
+    result_file = tmp_path / "termination-log"
+    exporter = Path(__file__).resolve().parents[3] / "exporter"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "servedmodel_exporter.cli",
+            "publish",
+            str(tmp_path / "m.keras"),
+            "--quiet",
+            "--base-path",
+            str(tmp_path / "volume"),
+            "--model",
+            "iris",
+            "--result-file",
+            str(result_file),
+        ],
+        env={**os.environ, "PYTHONPATH": str(exporter), "TF_CPP_MIN_LOG_LEVEL": "2"},
+        check=True,
+        timeout=300,
+    )
+    result = json.loads(result_file.read_text())
+    exported_by = result["tensorflow_version"]
+
+    kube.apply(pvc("models", namespace))
+    kube.apply(
+        servedmodel(
+            "iris",
+            namespace,
+            nodeSelector=NOWHERE,
+            image="registry.example/serving:custom",
+            serverVersion="2.18.0",
+            export={"source": {"path": "incoming/iris.keras"}},
+        )
+    )
+    name = eventually(lambda: _jobs(kube, namespace), what="export Job")[0]["metadata"]["name"]
+    (pod,) = eventually(lambda: _pods(kube, namespace, name), what="export pod")
+    terminated = {"exitCode": 0, "reason": "Completed", "message": result_file.read_text()}
+    status = {"name": "exporter", "image": "x", "imageID": "", "ready": False, "restartCount": 0}
+    patch = {
+        "status": {
+            "phase": "Succeeded",
+            "containerStatuses": [{**status, "state": {"terminated": terminated}}],
+        }
+    }
+    kube.kubectl(
+        "-n",
+        namespace,
+        "patch",
+        "pod",
+        pod["metadata"]["name"],
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps(patch),
+    )
+    sm = eventually(
+        lambda: (
+            condition(kube.get("servedmodel", "iris", namespace), "Exported").get("reason")
+            == "ExportedByNewerTensorFlow"
+            and kube.get("servedmodel", "iris", namespace)
+        ),
+        timeout=90,
+        what="ExportedByNewerTensorFlow",
+    )
+    assert sm["status"]["export"]["tensorflowVersion"] == exported_by
+    message = condition(sm, "Exported")["message"]
+    assert message.startswith(
+        f"version 1 was exported by TensorFlow {exported_by}, newer than the model server's 2.18.0"
+    ), message
+    assert "ExportedByNewerTensorFlow" in [e["reason"] for e in kube.events(namespace, "iris")]
+
+    # Declaring the server's real release (the exporter's) clears the warning.
+    kube.kubectl(
+        "-n",
+        namespace,
+        "patch",
+        "servedmodel",
+        "iris",
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"serverVersion": exported_by}}),
+    )
+    eventually(
+        lambda: (
+            condition(kube.get("servedmodel", "iris", namespace), "Exported").get("reason")
+            == "ExportSucceeded"
+        ),
+        what="warning cleared",
+    )
+    # A release the schema cannot read is refused by the API server.
+    refused = kube.kubectl(
+        "-n",
+        namespace,
+        "patch",
+        "servedmodel",
+        "iris",
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"serverVersion": "latest"}}),
+        check=False,
+    )
+    assert refused.returncode != 0 and "serverVersion" in refused.stderr
