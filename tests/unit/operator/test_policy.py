@@ -54,7 +54,7 @@ def test_the_operators_default_image_is_checked_too():
     only_mirror = Policy(image_prefixes=("mirror.internal/",))
     (problem,) = only_mirror.violations(parse(body()))
     assert problem.startswith(
-        "spec.image 'tensorflow/serving:2.18.0' (the operator's default) is not allowed"
+        "spec.image 'tensorflow/serving:2.21.0' (the operator's default) is not allowed"
     )
 
 
