@@ -42,7 +42,10 @@ STORAGE = IMAGES_DIR / "storage"
 RUNROOT = Path("/run/servedmodel-operator/buildah")
 REPOSITORY = "localhost/servedmodel"
 # Bump when the way images are built changes in a way the inputs do not show.
-RECIPE = "4"
+RECIPE = "5"
+BASE_RECIPE = "4"
+# Archives kept per image name (the most recently used); older ones are deleted after a build.
+KEEP_ARCHIVES = 4
 
 # The Python base: Debian bookworm's python3 (3.11, like the venv) in a minimal root file system.
 BASE_SUITE = "bookworm"
@@ -89,12 +92,14 @@ SPECS = {
              ("requirements/exporter.lock", "requirements/build.lock")),
         # The TF Serving stand-in (tools/tfserving_double): a model server for tests and the demo.
         Spec("tfserving-double", "tools/tfserving_double/Dockerfile",
-             _SOURCES + ("requirements/exporter.lock", "tools/tfserving_double"), "tf-runtime",
-             ("requirements/exporter.lock", "requirements/build.lock")),
+             ("requirements/exporter.lock", "tools/tfserving_double"), "tf-runtime",
+             ("requirements/exporter.lock",)),
     )
 }
 # What `make images` builds: every image the product ships.
 PRODUCT_IMAGES = ("operator", "exporter", "tfserving-double")
+# Only ever a base for others: kept in buildah's storage, no archive (rebuilt if the storage is wiped).
+INTERMEDIATE_IMAGES = ("tf-runtime",)
 
 
 class ImageBuildError(RuntimeError):
@@ -105,7 +110,7 @@ class ImageBuildError(RuntimeError):
 class BuiltImage:
     name: str
     ref: str  # the name to import it under, e.g. localhost/servedmodel/operator:0.1.0-0123456789ab
-    archive: Path  # an oci-archive holding the image under `ref`
+    archive: Path | None  # an oci-archive holding the image under `ref` (None: an intermediate image)
     key: str  # hash of every input
     digest: str  # manifest digest (sha256:...)
     size: int  # bytes of the archive (compressed layers)
@@ -114,7 +119,7 @@ class BuiltImage:
 
     def to_json(self) -> dict:
         data = dataclasses.asdict(self)
-        data["archive"] = str(self.archive)
+        data["archive"] = str(self.archive) if self.archive else None
         return data
 
 
@@ -158,7 +163,7 @@ def spec_key(spec: Spec, base_key: str) -> str:
 
 
 def base_key() -> str:
-    recipe = json.dumps([RECIPE, BASE_SUITE, BASE_PACKAGES, BASE_DPKG_OPTS, BASE_HOOKS, BASE_ENV,
+    recipe = json.dumps([BASE_RECIPE, BASE_SUITE, BASE_PACKAGES, BASE_DPKG_OPTS, BASE_HOOKS, BASE_ENV,
                          SOURCE_DATE_EPOCH])
     return hashlib.sha256(recipe.encode()).hexdigest()
 
@@ -220,6 +225,7 @@ def _cached(archive: Path) -> BuiltImage | None:
         return None
     data = json.loads(meta.read_text())
     data.update(archive=archive, cached=True)
+    os.utime(meta)  # recently used: kept by _prune
     return BuiltImage(**data)
 
 
@@ -273,7 +279,7 @@ def build_base() -> BuiltImage:
     archive = IMAGES_DIR / f"base-{key[:12]}.oci.tar"
     log = IMAGES_DIR / "logs" / f"base-{key[:12]}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    with _locked("base"):
+    with _locked(f"base-{key[:12]}"):
         image = _cached(archive)
         if image is None:
             image = _build_base(ref, key, archive, log)
@@ -346,30 +352,42 @@ def _stage_context(spec: Spec, into: Path) -> None:
         shutil.copy2(path, target)
 
 
-def image_for(name: str) -> tuple[Spec, BuiltImage]:
-    """The spec and the (built or cached) base image of the image called name."""
+def key_of(name: str) -> str:
+    """The input key of an image (without building anything): its inputs and, recursively, its base's."""
+    if name == "base":
+        return base_key()
     if name not in SPECS:
         raise ImageBuildError(f"unknown image {name!r}; known: {', '.join(SPECS)}")
     spec = SPECS[name]
-    return spec, (build_base() if spec.base == "base" else build(spec.base))
+    if not (TOP / spec.dockerfile).exists():
+        raise ImageBuildError(f"{name}: {spec.dockerfile} does not exist")
+    return spec_key(spec, key_of(spec.base))
+
+
+def ref_of(name: str, key: str) -> str:
+    tag = name if name in INTERMEDIATE_IMAGES else app_version()
+    return f"{REPOSITORY}/{name}:{tag}-{key[:12]}"
 
 
 def build(name: str) -> BuiltImage:
     """Builds the image called name (or finds it cached) and returns its ref and oci-archive."""
-    spec, base = image_for(name)
-    if not (TOP / spec.dockerfile).exists():
-        raise ImageBuildError(f"{name}: {spec.dockerfile} does not exist yet")
-    key = spec_key(spec, base.key)
-    tag = name if name == "tf-runtime" else app_version()
-    ref = f"{REPOSITORY}/{name}:{tag}-{key[:12]}"
+    if name == "base":
+        return build_base()
+    key = key_of(name)
+    spec, ref = SPECS[name], ref_of(name, key)
     archive = IMAGES_DIR / f"{name}-{key[:12]}.oci.tar"
     log = IMAGES_DIR / "logs" / f"{name}-{key[:12]}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(name):
-        image = _cached(archive)
-        if image is not None:
-            return image
+    with _locked(f"{name}-{key[:12]}"):
+        if name in INTERMEDIATE_IMAGES:  # kept in buildah's storage only: no archive to write
+            if _in_storage(ref):
+                return BuiltImage(name, ref, None, key, "", 0, 0.0, cached=True)
+        else:
+            image = _cached(archive)
+            if image is not None:
+                return image
         ensure_tools()
+        base = build(spec.base)
         _restore(base, log)
         wheels = wheelhouse(spec.locks)
         started = time.monotonic()
@@ -383,9 +401,24 @@ def build(name: str) -> BuiltImage:
                          "--volume", f"{wheels}:/wheels:ro",
                          "--label", f"io.servedmodel.input-key={key}",
                          "--tag", ref, context), log, f"buildah bud {spec.dockerfile}")
+        if name in INTERMEDIATE_IMAGES:
+            seconds = round(time.monotonic() - started, 1)
+            _log(f"built {ref} in {seconds:.0f} s")
+            return BuiltImage(name, ref, None, key, "", 0, seconds, cached=False)
         image = _publish(name, ref, key, archive, started, log)
         _log(f"built {ref} in {image.build_seconds:.0f} s ({image.size / 1e6:.0f} MB archive)")
+        # The archive is the product; the storage keeps only bases (their layers stay shared).
+        subprocess.run(buildah("rmi", ref), capture_output=True)
+        _prune(name)
         return image
+
+
+def _prune(name: str) -> None:
+    """Deletes all but the KEEP_ARCHIVES most recently used archives of an image."""
+    metas = sorted(IMAGES_DIR.glob(f"{name}-*.oci.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for meta in metas[KEEP_ARCHIVES:]:
+        meta.with_suffix(".tar").unlink(missing_ok=True)
+        meta.unlink(missing_ok=True)
 
 
 def main(argv: list[str] | None = None) -> int:
