@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 Key = tuple[str, str]  # (namespace, name) of a ServedModel
 DISCOVERY_TTL_SECONDS = 300
+DISCOVERY_RETRY_SECONDS = 30
 
 
 class Cache(Protocol):
@@ -89,7 +90,8 @@ class Reconciler:
             rendered, held = self._stage_labels(key, spec)
         else:
             rendered = spec
-        desired_objects = render(rendered, service_monitor_api=await self._service_monitor_api())
+        monitors = await self._service_monitor_api()
+        desired_objects = render(rendered, service_monitor_api=bool(monitors))
         pending = [
             d
             for d in desired_objects
@@ -117,7 +119,10 @@ class Reconciler:
                 canary_deployment = live
 
         pruned, undeleted = await self._prune(
-            sm, spec, {(o["kind"], o["metadata"]["name"]) for o in desired_objects}
+            sm,
+            spec,
+            {(o["kind"], o["metadata"]["name"]) for o in desired_objects},
+            keep=() if monitors is not None else ("ServiceMonitor",),
         )
         applied_any |= pruned
         desired_replicas = spec.replicas
@@ -279,8 +284,13 @@ class Reconciler:
         """What the CRD watch saw is fresher than any discovery answer: the API server's discovery lags."""
         self._discovery = (time.monotonic(), served)
 
-    async def _service_monitor_api(self) -> bool:
-        """Discovery of monitoring.coreos.com/v1, cached: it changes when someone installs Prometheus."""
+    async def _service_monitor_api(self) -> bool | None:
+        """Discovery of monitoring.coreos.com/v1, cached: it changes when someone installs Prometheus.
+
+        None when discovery fails and nothing is known yet: then ServiceMonitors are neither applied nor
+        pruned (a failed request says nothing about whether the API exists). A failure after a good answer
+        keeps that answer, and discovery is asked again a little later.
+        """
         now = time.monotonic()
         if self._discovery is None or now - self._discovery[0] > DISCOVERY_TTL_SECONDS:
             try:
@@ -288,13 +298,21 @@ class Reconciler:
                     self.api.serves, "monitoring.coreos.com/v1", "servicemonitors"
                 )
             except (ApiError, requests.RequestException) as exc:
-                log.warning("API discovery of ServiceMonitors failed, assuming absent: %s", exc)
-                found = False
+                if self._discovery is None:
+                    log.warning("API discovery of ServiceMonitors failed; leaving them as they are: %s", exc)
+                    return None
+                log.warning("API discovery of ServiceMonitors failed; keeping the last answer: %s", exc)
+                self._discovery = (now - DISCOVERY_TTL_SECONDS + DISCOVERY_RETRY_SECONDS, self._discovery[1])
+                return self._discovery[1]
             self._discovery = (now, found)
         return self._discovery[1]
 
     async def _prune(
-        self, sm: dict[str, Any], spec: ServedModelSpec, desired: set[tuple[str, str]]
+        self,
+        sm: dict[str, Any],
+        spec: ServedModelSpec,
+        desired: set[tuple[str, str]],
+        keep: tuple[str, ...] = (),
     ) -> tuple[bool, list[str]]:
         """Delete children the spec no longer renders (an HPA, a finished canary's Deployment, ...).
 
@@ -304,6 +322,8 @@ class Reconciler:
         """
         pruned, refused = False, []
         for kind in PRUNABLE_KINDS:
+            if kind in keep:  # not known whether the spec still renders it (discovery failed)
+                continue
             for live in self.cache.children(kind, spec.namespace, spec.name):
                 name = live["metadata"]["name"]
                 if (kind, name) in desired or live["metadata"].get("deletionTimestamp"):

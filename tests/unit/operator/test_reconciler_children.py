@@ -141,3 +141,45 @@ def test_children_that_are_accepted_are_all_applied():
         ("PodDisruptionBudget", "m"),
         ("Deployment", "m"),
     ]
+
+
+class DiscoveryDown(Api):
+    def serves(self, group_version, plural):
+        raise ApiError(503, "the server is currently unable to handle the request", "ServiceUnavailable")
+
+
+MONITORED = {
+    **SM,
+    "spec": {
+        **SM["spec"],
+        "monitoring": {"prometheus": {"enabled": True}, "serviceMonitor": {"enabled": True}},
+    },
+}
+MONITOR = {
+    "apiVersion": "monitoring.coreos.com/v1",
+    "kind": "ServiceMonitor",
+    "metadata": {"name": "m", "namespace": "ns"},
+}
+
+
+def test_a_failed_discovery_never_prunes_service_monitors():
+    api = DiscoveryDown(refuse=set())
+    asyncio.run(Reconciler(api=api, cache=Cache(MONITORED, [MONITOR])).reconcile(("ns", "m")))
+    assert api.deleted == []
+    assert ("ServiceMonitor", "m") not in api.applied
+
+
+def test_a_failed_rediscovery_keeps_the_last_answer():
+    api = Api(refuse=set())
+    api.serves = lambda group_version, plural: True
+    reconciler = Reconciler(api=api, cache=Cache(MONITORED, [MONITOR]))
+    asyncio.run(reconciler.reconcile(("ns", "m")))
+    reconciler._discovery = (reconciler._discovery[0] - 10_000, True)  # the answer is old: asked again
+
+    def down(group_version, plural):
+        raise ApiError(503, "unavailable", "ServiceUnavailable")
+
+    api.serves = down
+    api.applied.clear()
+    asyncio.run(reconciler.reconcile(("ns", "m")))
+    assert api.deleted == []
