@@ -39,7 +39,12 @@ IMAGES_DIR = CACHE / "images"
 WHEELS_DIR = CACHE / "wheels"
 # buildah's own storage, apart from the host's default one (other tools on the machine may use that).
 STORAGE = IMAGES_DIR / "storage"
-RUNROOT = Path("/run/servedmodel-operator/buildah")
+# Its run-time state (locks, mounts) belongs to that storage alone: one run root per storage folder
+# (a cache elsewhere, SERVEDMODEL_CACHE, gets its own).
+_DEFAULT_STORAGE = Path.home() / ".cache/servedmodel-operator/images/storage"
+_STORAGE_ID = hashlib.sha256(str(STORAGE).encode()).hexdigest()[:8]
+RUNROOT = Path("/run/servedmodel-operator") / (
+    "buildah" if STORAGE == _DEFAULT_STORAGE else f"buildah-{_STORAGE_ID}")
 REPOSITORY = "localhost/servedmodel"
 # Bump when the way images are built changes in a way the inputs do not show.
 RECIPE = "5"
