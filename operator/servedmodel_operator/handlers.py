@@ -58,6 +58,9 @@ class IndexCache:
     def pvc_exists(self, namespace: str, name: str) -> bool:
         return self._ix["pvc_index"].get((namespace, name)) is not None
 
+    def pvc_access_modes(self, namespace: str, name: str) -> tuple[str, ...]:
+        return self._one(self._ix["pvc_index"], (namespace, name)) or ()
+
     def children(self, kind: str, namespace: str, owner: str) -> list[dict[str, Any]]:
         store = self._ix[f"{kind.lower()}_index"].get(("owner", namespace, owner))
         return list(store) if store is not None else []
@@ -195,8 +198,11 @@ def servedmodel_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> d
 
 
 @kopf.index("", "v1", "persistentvolumeclaims")
-def pvc_index(namespace: str, name: str, **_: Any) -> dict[Key, bool]:
-    return {(namespace, name): True}
+def pvc_index(
+    namespace: str, name: str, spec: kopf.Spec, status: kopf.Status, **_: Any
+) -> dict[Key, tuple[str, ...]]:
+    """Claims by name, with their access modes (the bound volume's, once bound): all the reconcile needs."""
+    return {(namespace, name): tuple(status.get("accessModes") or spec.get("accessModes") or ())}
 
 
 # -- triggers -----------------------------------------------------------------------------------

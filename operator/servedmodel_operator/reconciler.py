@@ -28,6 +28,8 @@ from .policy import Policy
 from .render import PRUNABLE_KINDS, endpoints, names, render, track_service_name
 from .replicas_handover import handover
 from .spec import InvalidSpec, ServedModelSpec, parse
+from .storage_access import CONDITION as STORAGE_CONFLICT
+from .storage_access import access_conflict
 from .workqueue import Retry
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,7 @@ class Cache(Protocol):
     def servedmodel(self, key: Key) -> dict[str, Any] | None: ...
     def child(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None: ...
     def pvc_exists(self, namespace: str, name: str) -> bool: ...
+    def pvc_access_modes(self, namespace: str, name: str) -> tuple[str, ...]: ...
     def children(self, kind: str, namespace: str, owner: str) -> list[dict[str, Any]]: ...
     def servedmodel_keys(self) -> Iterable[Key]: ...
 
@@ -153,6 +156,9 @@ class Reconciler:
             conditions = st.with_model_server(conditions, serving_verdict(spec, versions), failed)
         if undeleted:
             conditions = st.with_delete_failures(conditions, undeleted)
+        conflict = access_conflict(spec, self.cache.pvc_access_modes(spec.namespace, spec.claim_name))
+        if conflict is not None:
+            conditions.append(st.Condition(STORAGE_CONFLICT, True, *conflict))
         export_record = (sm.get("status") or {}).get("export")
         if spec.export is not None:
             export_record, export_condition = await ExportLifecycle(self.api, self.cache, self._event).step(

@@ -63,6 +63,9 @@ class Cache:
     def pvc_exists(self, namespace, name):
         return True
 
+    def pvc_access_modes(self, namespace, name):
+        return ("ReadWriteMany",)
+
     def children(self, kind, namespace, owner):
         return [o for o in self.objects if o["kind"] == kind]
 

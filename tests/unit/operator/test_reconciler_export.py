@@ -61,6 +61,9 @@ class FakeCache:
     def pvc_exists(self, namespace, name):
         return True
 
+    def pvc_access_modes(self, namespace, name):
+        return ("ReadWriteMany",)
+
     def children(self, kind, namespace, owner):
         return [o for (k, _), o in self.objects.items() if k == kind]
 
