@@ -96,10 +96,16 @@ def test_rolling_out_and_scaled_to_zero(kube, operator, namespace, script):
     kube.apply(servedmodel("stuck", namespace, nodeSelector={"servedmodel.io/test-no-such-node": "x"}))
     kube.apply(servedmodel("idle", namespace, replicas=0))
 
-    eventually(
-        lambda: reason(kube, namespace, "stuck", "Progressing") == "RollingOut", timeout=60, what="rollout"
+    # The pod is created (updated) but never scheduled, so never ready: the rollout settles there.
+    sm = eventually(
+        lambda: (
+            condition(get(kube, namespace, "stuck"), "Progressing").get("message")
+            == "1/1 replicas updated, 0 ready."
+            and get(kube, namespace, "stuck")
+        ),
+        timeout=60,
+        what="rolling out with the pod pending",
     )
-    sm = get(kube, namespace, "stuck")
     assert condition(sm, "Ready")["reason"] == "ReplicasNotReady"
     assert health(script, sm) == ("Progressing", "RollingOut: 1/1 replicas updated, 0 ready.")
 
