@@ -409,6 +409,7 @@ def build(name: str) -> BuiltImage:
         if name in INTERMEDIATE_IMAGES:
             seconds = round(time.monotonic() - started, 1)
             _log(f"built {ref} in {seconds:.0f} s")
+            _remove_other_tags(name, ref)
             return BuiltImage(name, ref, None, key, "", 0, seconds, cached=False)
         image = _publish(name, ref, key, archive, started, log)
         _log(f"built {ref} in {image.build_seconds:.0f} s ({image.size / 1e6:.0f} MB archive)")
@@ -416,6 +417,18 @@ def build(name: str) -> BuiltImage:
         subprocess.run(buildah("rmi", ref), capture_output=True)
         _prune(name)
         return image
+
+
+def _remove_other_tags(name: str, keep: str) -> None:
+    """Drops older builds of an intermediate image from the storage (gigabytes each); one still in use
+    by a build elsewhere stays (buildah refuses), and a later build that needs one rebuilds it."""
+    listing = subprocess.run(buildah("images", "--json"), capture_output=True, text=True)
+    if listing.returncode != 0:
+        return
+    for entry in json.loads(listing.stdout or "[]"):
+        for ref in entry.get("names") or []:
+            if ref.startswith(f"{REPOSITORY}/{name}:") and ref != keep:
+                subprocess.run(buildah("rmi", ref), capture_output=True)
 
 
 def _prune(name: str) -> None:
