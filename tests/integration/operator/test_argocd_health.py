@@ -225,3 +225,23 @@ def test_version_failed_to_load_while_serving(kube, operator, namespace, script,
             assert status == "Degraded"
             assert message.startswith("VersionLoadFailed: version 2 failed to load: ")
             assert "Could not find SavedModel" in message
+
+
+def test_storage_conflict_while_serving(kube, operator, namespace, script):
+    # A ReadWriteOnce claim for two model servers: pods on another node could never mount it.
+    kube.apply(pvc("models", namespace).replace("ReadWriteMany", "ReadWriteOnce"))
+    kube.apply(servedmodel("rwo", namespace, replicas=2))
+    sm = eventually(
+        lambda: (
+            condition(get(kube, namespace, "rwo"), "StorageConflict").get("status") == "True"
+            and get(kube, namespace, "rwo")
+        ),
+        timeout=60,
+        what="StorageConflict",
+    )
+    status, message = health(script, sm)
+    assert status == "Degraded"
+    assert message.startswith(
+        "ReadWriteOnceClaim: PersistentVolumeClaim 'models' is ReadWriteOnce: "
+        "it attaches to one node at a time"
+    )
