@@ -32,7 +32,7 @@ system-packages: ## install the Debian packages the real node and image builds n
 node: system-packages ## build the real node's kubelet, kube-proxy, CoreDNS and small images (cached)
 	@tools/controlplane/build-node.sh
 
-demo: controlplane ## start a local control plane, the operator and a demo model (KUBECONFIG set: that cluster)
+demo: controlplane node ## a local cluster with a real node, the operator in a pod, a Keras model exported, served and called
 	$(PYTHON) tools/demo/demo.py
 
 test: controlplane node ## run every test: unit, integration (local control plane) and e2e

@@ -1,17 +1,24 @@
-"""`make demo`: a ServedModel turned into a TensorFlow Serving Deployment, end to end, in about a minute.
+"""`make demo`: from a Keras model to answers on `:predict`, on a local cluster with a real node.
 
-1. A cluster: the one KUBECONFIG points at if it is set, otherwise a local control plane started here
-   (etcd, kube-apiserver, controller-manager, scheduler, kwok fake nodes; see tools/controlplane).
-2. The operator installed as users install it: `helm install` of charts/servedmodel-operator (CRD,
-   ServiceAccount, least-privilege RBAC, Deployment). No operator image is published from this repository
-   and no kubelet runs containers here, so the chart's Deployment is scaled to 0 and the operator runs as a
-   process on this machine, with the chart's ServiceAccount token: the same identity and rights.
-3. A demo Keras model, published with the exporter as version 1 in a local folder (what a Job would
-   write to the volume), a namespace and a model volume (PersistentVolume + claim).
-4. examples/minimal.yaml applied; it waits for Ready=True and prints what was created and the status.
+1. A local cluster: etcd, kube-apiserver, controller-manager, scheduler (tools/controlplane) and one real
+   node (containerd, kubelet, kube-proxy, CoreDNS) in its own network namespace.
+2. Our images built from our Dockerfiles (tools/images, cached by their inputs): the operator, the
+   exporter and the TF Serving stand-in, imported into the node's runtime.
+3. The operator installed with its Helm chart, running in a pod on the real node.
+4. A small Keras model trained here and put on the model volume; a ServedModel whose `spec.export` makes
+   the operator run the exporter image as a Job that publishes it as version 1; the model server loads it
+   and its kubelet-executed probes pass.
+5. `{"instances": ...}` sent to `:predict` through the model's Service, printed beside Keras' own output.
+6. A second model published as version 2 (an edit of `spec.export`) and served by the same pods, without
+   a restart.
 
-On a terminal it then keeps everything running until Ctrl-C, so you can look around with kubectl.
-No kubelet runs containers locally (kwok marks pods Running/Ready), so TF Serving itself does not run.
+The model server here is the TF Serving stand-in (tools/tfserving_double): `tensorflow/serving` cannot be
+fetched on machines without access to its registry. A real cluster runs the default `tensorflow/serving`
+image with the same pod spec; only `spec.image` differs.
+
+The demo always starts its own cluster (it needs a node whose runtime holds the images it built); it
+needs root for the node's network namespace and containerd. On a terminal it keeps everything running until
+Ctrl-C, so you can look around with kubectl.
 """
 
 from __future__ import annotations
@@ -25,285 +32,328 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tools" / "controlplane"))
+sys.path[:0] = [str(ROOT / "tools" / "controlplane"), str(ROOT / "tools" / "images")]
 
+import images  # noqa: E402
 from localcluster import LocalCluster, build_binaries  # noqa: E402
 
 NAMESPACE = "servedmodel-demo"
 OPERATOR_NAMESPACE = "servedmodel-system"
 RELEASE = "servedmodel-operator"
+EXPORTER_UID = 10001  # the exporter image's user: it writes the model volume
+SAMPLES = [[1.0, 2.0, 3.0, 4.0], [0.5, -1.0, 0.0, 2.0], [-3.0, 1.5, 2.5, -0.5]]
+STARTED = time.monotonic()
 
 
 def say(msg: str) -> None:
-    print(f"\033[1m==> {msg}\033[0m" if sys.stdout.isatty() else f"==> {msg}", flush=True)
+    stamp = f"[{time.monotonic() - STARTED:5.0f}s]"
+    print(f"\033[1m==> {msg}\033[0m {stamp}" if sys.stdout.isatty() else f"==> {msg} {stamp}", flush=True)
 
 
-def kubectl(bin_dir: Path, kubeconfig: Path, *args: str, input: str | None = None, check: bool = True) -> str:
-    proc = subprocess.run(
-        [str(bin_dir / "kubectl"), f"--kubeconfig={kubeconfig}", *args],
-        input=input,
-        capture_output=True,
-        text=True,
-    )
-    if check and proc.returncode != 0:
-        raise SystemExit(f"kubectl {' '.join(args)} failed: {proc.stderr.strip()}")
-    return proc.stdout
+class Demo:
+    def __init__(self, work: Path):
+        self.work = work
+        self.bin_dir = build_binaries()
+        self.cluster: LocalCluster | None = None
+        self.node = None
+        self.timings: dict[str, float] = {}
 
+    # -- tools -------------------------------------------------------------------------------------
 
-def publish_demo_model(models_dir: Path) -> None:
-    """A tiny Keras model, published by the exporter as <models>/demo/1/ (verified, atomic)."""
-    script = (
-        "import keras, numpy as np\n"
-        "m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation='relu'),\n"
-        "                      keras.layers.Dense(1)])\n"
-        f"m.save({str(models_dir / 'demo.keras')!r})\n"
-    )
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    subprocess.run([sys.executable, "-c", script], check=True, env=env)
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "servedmodel_exporter.cli",
-            "publish",
-            str(models_dir / "demo.keras"),
-            "--base-path",
-            str(models_dir),
-            "--model",
-            "demo",
-            "--version",
-            "auto",
-            "--warmup",
-            "1",
-        ],
-        check=True,
-        env=env,
-    )
+    def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> str:
+        assert self.cluster is not None
+        proc = self.cluster.kubectl(*args, input=input, check=False)
+        if check and proc.returncode != 0:
+            raise SystemExit(f"kubectl {' '.join(args)} failed: {proc.stderr.strip()}")
+        return proc.stdout
 
+    def get(self, *args: str) -> dict:
+        out = self.kubectl("get", *args, "-o", "json", check=False)
+        return json.loads(out) if out else {}
 
-def storage_manifest(host_path: Path, local: bool) -> str:
-    claim = f"""apiVersion: v1
-kind: PersistentVolumeClaim
-metadata: {{name: models, namespace: {NAMESPACE}}}
-spec:
-  accessModes: [ReadWriteMany]
-  resources: {{requests: {{storage: 1Gi}}}}
-"""
-    if not local:
-        return claim  # a real cluster's default StorageClass provisions it
-    return f"""apiVersion: v1
+    def wait(self, what: str, fn, timeout: float = 300, interval: float = 1.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = fn()
+            if value:
+                return value
+            time.sleep(interval)
+        raise SystemExit(f"timed out after {timeout:.0f}s waiting for {what}")
+
+    # -- steps -------------------------------------------------------------------------------------
+
+    def start_cluster(self) -> None:
+        say(f"starting a local cluster with a real node in {self.work / 'cluster'}")
+        self.cluster = LocalCluster(workdir=self.work / "cluster", bin_dir=self.bin_dir, with_real_node=True)
+        self.cluster.start()
+        self.node = self.cluster.real_node
+        print(self.kubectl("get", "nodes", "-o", "wide"), end="")
+
+    def build_images(self) -> dict[str, str]:
+        say(
+            "building our images from their Dockerfiles (cached by their inputs; a first build takes minutes)"
+        )
+        refs = {}
+        for name in ("operator", "exporter", "tfserving-double"):
+            started = time.monotonic()
+            built = images.build(name)
+            refs[name] = self.node.import_image(built.archive, built.ref)
+            print(f"    {name:17} {refs[name]}  ({time.monotonic() - started:.0f}s)", flush=True)
+        return refs
+
+    def install_operator(self, image: str) -> None:
+        say("installing the operator with its Helm chart; it runs in a pod on the real node")
+        repository, tag = image.rsplit(":", 1)
+        placement = self.node.pod_placement()
+        values = self.work / "values.yaml"
+        values.write_text(
+            json.dumps({"image": {"repository": repository, "tag": tag, "pullPolicy": "Never"}, **placement})
+        )
+        helm = (
+            Path(
+                subprocess.run(
+                    [str(ROOT / "tools" / "helm" / "fetch.sh")], check=True, capture_output=True, text=True
+                )
+                .stdout.strip()
+                .splitlines()[-1]
+            )
+            / "helm"
+        )
+        started = time.monotonic()
+        assert self.cluster is not None
+        subprocess.run(
+            [
+                str(helm),
+                "upgrade",
+                "--install",
+                RELEASE,
+                str(ROOT / "charts" / "servedmodel-operator"),
+                "--namespace",
+                OPERATOR_NAMESPACE,
+                "--create-namespace",
+                "--kubeconfig",
+                str(self.cluster.kubeconfig),
+                "-f",
+                str(values),
+                "--wait",
+                "--timeout",
+                "300s",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        self.timings["operator pod Ready after helm install"] = time.monotonic() - started
+        print(self.kubectl("-n", OPERATOR_NAMESPACE, "get", "pods", "-o", "wide"), end="")
+
+    def prepare_volume(self) -> Path:
+        """A model volume: a folder of this machine (the real node's), as a PersistentVolume and its claim."""
+        models = self.work / "models"
+        (models / "incoming").mkdir(parents=True)
+        os.chown(models, EXPORTER_UID, EXPORTER_UID)  # the export Job publishes here as its own user
+        models.chmod(0o755)
+        self.kubectl(
+            "apply",
+            "-f",
+            "-",
+            input=json.dumps(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Namespace",
+                    "metadata": {
+                        "name": NAMESPACE,
+                        "labels": {"pod-security.kubernetes.io/enforce": "restricted"},
+                    },
+                }
+            ),
+        )
+        self.kubectl(
+            "apply",
+            "-f",
+            "-",
+            input=f"""apiVersion: v1
 kind: PersistentVolume
 metadata: {{name: servedmodel-demo-models}}
 spec:
   capacity: {{storage: 1Gi}}
   accessModes: [ReadWriteMany]
-  hostPath: {{path: {host_path}}}
+  hostPath: {{path: {models}}}
   claimRef: {{namespace: {NAMESPACE}, name: models}}
 ---
-{claim}  storageClassName: ""
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {{name: models, namespace: {NAMESPACE}}}
+spec:
+  accessModes: [ReadWriteMany]
+  storageClassName: ""
   volumeName: servedmodel-demo-models
+  resources: {{requests: {{storage: 1Gi}}}}
+""",
+        )
+        return models
+
+    def train(self, target: Path, scale: float) -> list[list[float]]:
+        """A small Keras regression model (y = scale * sum(x) + noise), saved to `target`; returns its own
+        predictions for SAMPLES, to compare with what the server answers."""
+        script = f"""
+import json, sys, numpy as np, keras
+keras.utils.set_random_seed(7)
+x = np.random.default_rng(7).normal(size=(512, 4)).astype("float32")
+y = {scale} * x.sum(axis=1, keepdims=True)
+layers = [keras.Input((4,), name="x"), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(1)]
+m = keras.Sequential(layers)
+m.compile(optimizer=keras.optimizers.Adam(0.05), loss="mse")
+m.fit(x, y, epochs=40, batch_size=64, verbose=0)
+m.save({str(target)!r})
+print(json.dumps(m.predict(np.array({SAMPLES!r}, dtype="float32"), verbose=0).tolist()))
 """
-
-
-def helm_install(kubeconfig: Path) -> None:
-    helm = (
-        Path(
-            subprocess.run(
-                [str(ROOT / "tools" / "helm" / "fetch.sh")], check=True, capture_output=True, text=True
-            )
-            .stdout.strip()
-            .splitlines()[-1]
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+        out = subprocess.run(
+            [sys.executable, "-c", script], check=True, capture_output=True, text=True, env=env
         )
-        / "helm"
-    )
-    subprocess.run(
-        [
-            str(helm),
-            "upgrade",
-            "--install",
-            RELEASE,
-            str(ROOT / "charts" / "servedmodel-operator"),
-            "--namespace",
-            OPERATOR_NAMESPACE,
-            "--create-namespace",
-            "--kubeconfig",
-            str(kubeconfig),
-            "--set",
-            "replicaCount=0",
-            "--wait",
-            "--timeout",
-            "120s",
-        ],
-        check=True,
-    )
+        target.chmod(0o644)
+        return json.loads(out.stdout.strip().splitlines()[-1])
 
+    def servedmodel(self, refs: dict[str, str], source: str) -> dict:
+        placement = self.node.pod_placement()
+        return {
+            "apiVersion": "servedmodel.io/v1alpha1",
+            "kind": "ServedModel",
+            "metadata": {"name": "demo", "namespace": NAMESPACE},
+            "spec": {
+                # The stand-in, for machines that cannot fetch tensorflow/serving: the only change to the pod.
+                "image": refs["tfserving-double"],
+                "storage": {"persistentVolumeClaim": {"claimName": "models"}, "path": "demo"},
+                "versionPolicy": {"latest": {"numVersions": 1}},
+                "resources": {"requests": {"cpu": "100m", "memory": "512Mi"}, "limits": {"memory": "1500Mi"}},
+                "export": {"source": {"path": source}, "image": refs["exporter"], "warmupRequests": 5},
+                **placement,
+            },
+        }
 
-def service_account_kubeconfig(bin_dir: Path, kubeconfig: Path, target: Path) -> Path:
-    """A kubeconfig with a token of the chart's ServiceAccount: the operator gets exactly its rights."""
-    token = kubectl(
-        bin_dir, kubeconfig, "-n", OPERATOR_NAMESPACE, "create", "token", RELEASE, "--duration=24h"
-    ).strip()
-    view = json.loads(kubectl(bin_dir, kubeconfig, "config", "view", "--raw", "--minify", "-o", "json"))
-    cluster = view["clusters"][0]["cluster"]
-    target.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "current-context": "operator",
-                "clusters": [{"name": "c", "cluster": cluster}],
-                "users": [{"name": "operator", "user": {"token": token}}],
-                "contexts": [{"name": "operator", "context": {"cluster": "c", "user": "operator"}}],
-            }
-        )
-    )
-    return target
-
-
-def wait_ready(bin_dir: Path, kubeconfig: Path, timeout: float = 180) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        out = kubectl(
-            bin_dir, kubeconfig, "-n", NAMESPACE, "get", "servedmodel", "demo", "-o", "json", check=False
-        )
-        if out:
-            sm = json.loads(out)
-            conds = {c["type"]: c for c in (sm.get("status") or {}).get("conditions") or []}
+    def wait_served(self, version: int) -> dict:
+        def served():
+            sm = self.get("servedmodel", "demo", "-n", NAMESPACE)
+            status = sm.get("status") or {}
+            conds = {c["type"]: c for c in status.get("conditions") or []}
+            versions = {v.get("version"): v.get("state") for v in status.get("versions") or []}
             ready = conds.get("Ready", {})
-            if ready.get("status") == "True":
-                return sm
-            if ready:
-                print(
-                    f"    Ready={ready['status']} ({ready.get('reason')}): {ready.get('message')}", flush=True
-                )
-        time.sleep(3)
-    raise SystemExit("the demo ServedModel did not become Ready in time; see the operator log above")
+            export = (status.get("export") or {}).get("phase")
+            line = f"Ready={ready.get('status')} ({ready.get('reason')}) export={export}"
+            if line != getattr(self, "_last", None):
+                print(f"    {line}: {ready.get('message', '')}", flush=True)
+                self._last = line
+            done = ready.get("status") == "True" and export == "Succeeded"
+            return sm if done and versions.get(version) == "AVAILABLE" else None
+
+        return self.wait(f"version {version} served", served, timeout=600, interval=2)
+
+    def predict(self, version: int | None = None) -> list[list[float]]:
+        """POST {"instances": ...} to :predict through the Service (its ClusterIP, via kube-proxy), from
+        the node's network namespace: the only place on this machine that routes cluster addresses."""
+        svc = self.get("service", "demo", "-n", NAMESPACE)
+        ip = svc["spec"]["clusterIP"]
+        path = f"/v1/models/demo{f'/versions/{version}' if version else ''}:predict"
+        script = (
+            "import json, sys, urllib.request as u\n"
+            f"body = json.dumps({{'instances': {SAMPLES!r}}}).encode()\n"
+            "headers = {'Content-Type': 'application/json'}\n"
+            f"req = u.Request('http://{ip}:8501{path}', data=body, headers=headers)\n"
+            "print(u.urlopen(req, timeout=10).read().decode())\n"
+        )
+        proc = self.node.run_in_netns([sys.executable, "-c", script], timeout=30)
+        if proc.returncode != 0:
+            raise SystemExit(f"predict through the Service failed: {proc.stderr.strip()}")
+        return json.loads(proc.stdout)["predictions"]
+
+    def show(self, keras_out: list[list[float]], served: list[list[float]]) -> None:
+        print(f"    {'instance':28} {'Keras':>10} {'served':>10}")
+        for row, k, s in zip(SAMPLES, keras_out, served, strict=True):
+            print(f"    {json.dumps(row):28} {k[0]:10.4f} {s[0]:10.4f}")
+        worst = max(abs(k[0] - s[0]) for k, s in zip(keras_out, served, strict=True))
+        print(f"    largest difference: {worst:.2e}")
+        if worst > 1e-4:
+            raise SystemExit("the served model does not answer as the Keras model does")
+
+    def server_pods(self) -> dict[str, int]:
+        pods = self.get(
+            "pods",
+            "-n",
+            NAMESPACE,
+            "-l",
+            "app.kubernetes.io/instance=demo,app.kubernetes.io/component=model-server",
+        )
+        return {
+            p["metadata"]["name"]: sum(c["restartCount"] for c in p["status"].get("containerStatuses") or [])
+            for p in pods.get("items", [])
+        }
+
+    def run(self) -> None:
+        self.start_cluster()
+        refs = self.build_images()
+        self.install_operator(refs["operator"])
+        models = self.prepare_volume()
+
+        say("training a small Keras model (version 1) and putting it on the model volume")
+        keras_v1 = self.train(models / "incoming" / "demo-v1.keras", scale=2.0)
+        say("applying a ServedModel whose spec.export publishes it (an export Job runs the exporter image)")
+        started = time.monotonic()
+        self.kubectl("apply", "-f", "-", input=json.dumps(self.servedmodel(refs, "incoming/demo-v1.keras")))
+        sm = self.wait_served(1)
+        self.timings["ServedModel applied -> exported, loaded, Ready"] = time.monotonic() - started
+        print(self.kubectl("-n", NAMESPACE, "get", "servedmodel,jobs,pods,services", "-o", "wide"), end="")
+        print(f"    status.export: {json.dumps(sm['status'].get('export'))}")
+
+        say('POST {"instances": ...} to /v1/models/demo:predict through the Service')
+        self.show(keras_v1, self.predict())
+        pods_before = self.server_pods()
+
+        say("training version 2 (a different model) and editing spec.export to publish it")
+        keras_v2 = self.train(models / "incoming" / "demo-v2.keras", scale=-1.0)
+        started = time.monotonic()
+        self.kubectl("apply", "-f", "-", input=json.dumps(self.servedmodel(refs, "incoming/demo-v2.keras")))
+        self.wait_served(2)
+        self.timings["spec.export edited -> version 2 served"] = time.monotonic() - started
+        self.show(keras_v2, self.predict())
+        pods_after = self.server_pods()
+        print(f"    model-server pods before {pods_before}, after {pods_after} (name: restarts)")
+        if pods_after != pods_before:
+            raise SystemExit(
+                "the model-server pods changed: version 2 should have been loaded without a restart"
+            )
+        print(f"    published: {sorted(p.name for p in (models / 'demo').iterdir() if p.name.isdigit())}")
+
+        say("timings")
+        for what, seconds in self.timings.items():
+            print(f"    {what:48} {seconds:6.1f}s")
+        print(f"    {'whole demo':48} {time.monotonic() - STARTED:6.1f}s")
+
+    def stop(self) -> None:
+        if self.cluster is not None:
+            self.cluster.stop()
 
 
 def main() -> int:
-    bin_dir = build_binaries()
+    if os.geteuid() != 0:
+        print("make demo needs root: the real node runs containerd and a network namespace", file=sys.stderr)
+        return 1
     work = Path(tempfile.mkdtemp(prefix="servedmodel-demo-"))
-    cluster = None
-    if os.environ.get("KUBECONFIG"):
-        kubeconfig = Path(os.environ["KUBECONFIG"].split(os.pathsep)[0])
-        say(f"using the cluster of KUBECONFIG={kubeconfig}")
-    else:
-        say(f"starting a local control plane in {work / 'controlplane'}")
-        cluster = LocalCluster(workdir=work / "controlplane", bin_dir=bin_dir).start()
-        kubeconfig = cluster.kubeconfig
-    operator = None
+    demo = Demo(work)
     try:
-        say("installing the operator with its Helm chart (CRD, ServiceAccount, RBAC, Deployment)")
-        helm_install(kubeconfig)
-        for _ in range(60):  # `kubectl wait` fails outright while a new CRD has no conditions yet
-            established = kubectl(
-                bin_dir,
-                kubeconfig,
-                "get",
-                "crd",
-                "servedmodels.servedmodel.io",
-                "-o",
-                "jsonpath={.status.conditions[?(@.type=='Established')].status}",
-                check=False,
-            )
-            if established == "True":
-                break
-            time.sleep(1)
-        kubectl(bin_dir, kubeconfig, "create", "namespace", NAMESPACE, check=False)
-
-        models = work / "models"
-        models.mkdir()
-        say(f"publishing a demo Keras model with the exporter into {models}/demo/")
-        publish_demo_model(models)
-        kubectl(
-            bin_dir, kubeconfig, "apply", "-f", "-", input=storage_manifest(models, local=cluster is not None)
-        )
-
-        say(f"starting the operator as the chart's ServiceAccount (log: {work / 'operator.log'})")
-        sa_config = service_account_kubeconfig(bin_dir, kubeconfig, work / "operator.kubeconfig")
-        log = open(work / "operator.log", "wb")
-        operator = subprocess.Popen(
-            [sys.executable, "-m", "servedmodel_operator", "--liveness="],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "KUBECONFIG": str(sa_config)},
-        )
-
-        say("applying examples/minimal.yaml")
-        print(
-            kubectl(
-                bin_dir, kubeconfig, "-n", NAMESPACE, "apply", "-f", str(ROOT / "examples" / "minimal.yaml")
-            ),
-            end="",
-        )
-        sm = wait_ready(bin_dir, kubeconfig)
-
-        say("created by the operator")
-        print(
-            kubectl(
-                bin_dir,
-                kubeconfig,
-                "-n",
-                NAMESPACE,
-                "get",
-                "servedmodel,deployment,service,configmap,pods",
-                "-l",
-                "app.kubernetes.io/instance=demo",
-                "-o",
-                "wide",
-            )
-        )
-        print(kubectl(bin_dir, kubeconfig, "-n", NAMESPACE, "get", "servedmodel", "-o", "wide"))
-        say("models.config (TF Serving re-reads it every 10 s)")
-        print(
-            kubectl(
-                bin_dir,
-                kubeconfig,
-                "-n",
-                NAMESPACE,
-                "get",
-                "configmap",
-                "demo-config",
-                "-o",
-                "jsonpath={.data.models\\.config}",
-            )
-        )
-        say("ServedModel status")
-        print(json.dumps(sm["status"], indent=2))
-        say("published versions")
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "servedmodel_exporter.cli",
-                "list",
-                "--base-path",
-                str(models),
-                "--model",
-                "demo",
-            ],
-            check=False,
-            stderr=subprocess.DEVNULL,
-            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-        )
-        if sys.stdin.isatty():
+        demo.run()
+        if sys.stdin.isatty() and demo.cluster is not None:
             say(
-                f"running; in another shell: export KUBECONFIG={kubeconfig}; "
-                f"{bin_dir / 'kubectl'} -n {NAMESPACE} get sm   (Ctrl-C stops everything)"
+                f"running; in another shell: export KUBECONFIG={demo.cluster.kubeconfig}; "
+                f"{demo.bin_dir / 'kubectl'} -n {NAMESPACE} get sm,pods -o wide   (Ctrl-C stops everything)"
             )
             try:
-                while operator.poll() is None:
+                while True:
                     time.sleep(1)
             except KeyboardInterrupt:
                 pass
         say("demo finished")
         return 0
     finally:
-        if operator is not None and operator.poll() is None:
-            operator.terminate()
-            operator.wait(timeout=20)
-        if cluster is not None:
-            cluster.stop()
+        demo.stop()
 
 
 if __name__ == "__main__":
