@@ -1,0 +1,7 @@
+"""`python -m servedmodel_operator.client ...`: the `servedmodel` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
