@@ -74,9 +74,10 @@ def publish(request: PublishRequest) -> PublishResult:
         if request.version is not None and request.version in model_dir.versions():
             # Fail (or succeed) before the expensive part; decided again under the lock.
             recorded = model_dir.source_sha256(request.version)
-            if recorded is None:
-                model_dir.check_free(request.version)  # no manifest: nothing to compare the source with
-            if request.sha256 and request.sha256.strip().lower() == recorded:
+            expected = request.sha256.strip().lower() if request.sha256 else None
+            if recorded is None or (expected and expected != recorded):
+                model_dir.check_free(request.version)  # taken by another source: fail before downloading
+            if expected and expected == recorded:
                 return _already_published(request, model_dir, request.version, None)
     with tempfile.TemporaryDirectory(prefix="servedmodel-export-") as work:
         with _step("fetching source"), _disk("the temporary folder", Path(work)):

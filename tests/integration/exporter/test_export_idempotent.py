@@ -89,3 +89,15 @@ def test_a_retry_after_a_crash_past_the_rename_reports_the_version_and_finishes_
     assert retried["removed_versions"] == [1]
     assert retried["cleaned_leftovers"]  # the killed run's staging owner file
     assert_published(base / "m", {2})
+
+
+def test_a_version_taken_by_another_known_sha256_fails_before_downloading(
+    sequential, base: Path, http_root: tuple[Path, str], run_cli: Callable
+) -> None:
+    _, url = http_root
+    args = ("--base-path", base, "--model", "m", "--version", "2")
+    assert run_cli("publish", sequential.keras_path, *args)[0] == EXIT_OK
+    # The URL does not exist: a download would fail with a source error (3), not say the version is taken.
+    code, result, err = run_cli("publish", f"{url}/other.keras", *args, "--sha256", "b" * 64)
+    assert code == EXIT_VERSION_EXISTS, err
+    assert "version 2 of m already exists" in result["error"]["message"] and "downloading" not in err
