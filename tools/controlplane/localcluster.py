@@ -480,6 +480,9 @@ class LocalCluster:
                 f"--client-ca-file={pki / 'ca.crt'}",
                 f"--token-auth-file={self.workdir / 'tokens.csv'}",
                 "--authorization-mode=RBAC",
+                # As OpenShift runs it: setting blockOwnerDeletion on an owner reference needs `update` on the
+                # owner's finalizers subresource, so the operator's role must grant servedmodels/finalizers.
+                "--enable-admission-plugins=OwnerReferencesPermissionEnforcement",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
                 "--service-account-issuer=https://kubernetes.default.svc",
                 f"--service-account-key-file={pki / 'sa.pub'}",

@@ -85,6 +85,11 @@ namespace otherwise). Each one is used by the operator today; docs/install.md sa
 - apiGroups: [servedmodel.io]
   resources: [servedmodels/status]
   verbs: [patch]
+# Children's owner references set blockOwnerDeletion; where the OwnerReferencesPermissionEnforcement
+# admission runs (OpenShift), that needs `update` on the owner's finalizers (no request is made on it).
+- apiGroups: [servedmodel.io]
+  resources: [servedmodels/finalizers]
+  verbs: [update]
 # Children: kopf lists and watches them; the operator server-side applies them (PATCH; `create` is checked
 # too when the apply creates the object) and deletes those the spec no longer renders (a promoted or
 # rolled-back canary's Deployment, ConfigMap and Services).
