@@ -26,6 +26,7 @@ from .errors import (
     EXIT_VERIFICATION,
     EXIT_VERSION_EXISTS,
     ExporterError,
+    UsageError,
 )
 
 PROG = "servedmodel-export"
@@ -61,6 +62,19 @@ examples:
 
   # an existing SavedModel folder, parity on your own inputs
   {PROG} publish ./export/saved_model --base-path /models --model iris --sample-inputs x.json
+
+{EXIT_CODES}"""
+
+
+IMAGE_EPILOG = f"""\
+The registry is reached over HTTPS, or plain HTTP when it is on a loopback address (a local registry).
+Credentials come from the Docker config file ($DOCKER_CONFIG/config.json or ~/.docker/config.json, "auths",
+as "docker login" writes them). Serve the image with a ServedModel's spec.storage.image.reference.
+
+examples:
+  {PROG} image --from /models/iris --image registry.example/models/iris:3
+  {PROG} publish model.keras --base-path /models --model iris --keep 1 --image registry.example/models/iris:4
+  {PROG} image --from /models/iris --versions 3,4 --image 127.0.0.1:5000/iris:3-4 --oci-layout ./iris-oci
 
 {EXIT_CODES}"""
 
@@ -108,15 +122,69 @@ def _publish(args: argparse.Namespace) -> int:
             "tensorflow_version": result.tensorflow_version,
         },
     )
+    pushed = None
+    if args.image:
+        pushed = _push_image(args.base_path, args.model, None, args.image, args.oci_layout)
     if args.json:
-        _print_json({"ok": True, **result.to_dict()})
-    elif result.already_published:
+        _print_json({"ok": True, **result.to_dict(), **({"image": pushed} if pushed else {})})
+        return EXIT_OK
+    if result.already_published:
         print(f"{result.model} version {result.version} was published from this source before: {result.path}")
     else:
         print(f"published {result.model} version {result.version} at {result.path}")
         if result.removed_versions:
             print(f"removed old versions: {', '.join(map(str, result.removed_versions))}")
+    if pushed:
+        _print_pushed(pushed)
     return EXIT_OK
+
+
+def _push_image(
+    base_path: Path, model: str, versions: list[int] | None, image: str, oci_layout: Path | None
+) -> dict[str, Any]:
+    """Write the model's versions as an OCI image (in ``oci_layout`` or a temporary folder) and push it."""
+    import tempfile
+
+    from .oci import modelimage, reference, registry
+
+    ref = reference.parse(image)
+    if ref.digest:
+        raise UsageError(f"--image names a tag to push to, not a digest: {image}")
+    with tempfile.TemporaryDirectory(prefix="servedmodel-image-") as work:
+        layout = oci_layout or Path(work)
+        log.info("writing the image of %s into %s", model, layout)
+        built = modelimage.build(base_path, model, layout, versions, ref_name=ref.tag)
+        log.info("pushing %s", ref)
+        pushed = registry.push(built.image, ref)
+    return {"reference": str(pushed), **built.summary()}
+
+
+def _print_pushed(pushed: dict[str, Any]) -> None:
+    versions = ", ".join(map(str, pushed["versions"]))
+    print(
+        f"pushed {pushed['reference']}: {pushed['model']} version(s) {versions} at {pushed['path']}/, "
+        f"{pushed['image_bytes']} bytes in the registry ({pushed['model_bytes']} bytes of SavedModel)"
+    )
+
+
+def _image(args: argparse.Namespace) -> int:
+    source = Path(args.from_path)
+    pushed = _push_image(source.parent, source.name, args.versions, args.image, args.oci_layout)
+    if args.json:
+        _print_json({"ok": True, "image": pushed})
+    else:
+        _print_pushed(pushed)
+    return EXIT_OK
+
+
+def _versions(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected version numbers separated by commas, got {text!r}")
+    return values
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -273,7 +341,40 @@ def _parser() -> argparse.ArgumentParser:
         help="also write a short JSON result (ok, version, path or error) to FILE; the operator's export "
         "Job uses /dev/termination-log, where Kubernetes keeps it in the pod status",
     )
+    pub.add_argument(
+        "--image",
+        metavar="REF",
+        help="also push the model's published versions as an OCI image to REF "
+        f"(registry/repository:tag; see '{PROG} image --help')",
+    )
+    pub.add_argument(
+        "--oci-layout", type=Path, metavar="DIR", help="with --image: keep the image's OCI layout in DIR"
+    )
     pub.set_defaults(command=_publish)
+
+    img = commands.add_parser(
+        "image",
+        parents=[common],
+        help="push published versions as an OCI image (no container daemon needed)",
+        description="Write the published versions of <base>/<model> as an OCI image (the versions under "
+        "/models/<model>/<version>/, one layer each, and the 300-byte modelcar program; no OS layer) "
+        "and push it to a registry with the OCI distribution API. The same versions give the same digest.",
+        epilog=IMAGE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    img.add_argument(
+        "--from",
+        dest="from_path",
+        required=True,
+        metavar="BASE/MODEL",
+        help="the model folder whose numeric version folders go into the image",
+    )
+    img.add_argument("--image", required=True, metavar="REF", help="where to push: registry/repository:tag")
+    img.add_argument(
+        "--versions", type=_versions, metavar="V[,V...]", help="only these versions (default: every one)"
+    )
+    img.add_argument("--oci-layout", type=Path, metavar="DIR", help="keep the image's OCI layout in DIR")
+    img.set_defaults(command=_image)
 
     lst = commands.add_parser(
         "list",

@@ -2,7 +2,9 @@
 # Installs the Debian packages the real test node and the image builds need, once: containerd and runc run
 # the pods, the CNI plugins wire them, iptables/conntrack serve kube-proxy, buildah/mmdebstrap/umoci build
 # and unpack our images without a container daemon or registry, busybox-static makes tiny test images,
-# gcc and libc6-dev compile the static pause program, curl is the tests' HTTP client in the node namespace.
+# gcc and libc6-dev compile the static pause program, curl is the tests' HTTP client in the node namespace,
+# docker-registry is the local registry model images are pushed to and pulled from (its init script does not
+# start here: tests run `docker-registry serve CONFIG` themselves).
 # Safe to run again: it only calls apt-get when a package is missing. Needs root (CI and these machines are).
 set -euo pipefail
 packages=(
@@ -10,6 +12,7 @@ packages=(
   iptables conntrack socat ethtool iproute2 util-linux
   buildah mmdebstrap umoci busybox-static
   gcc libc6-dev curl
+  docker-registry
 )
 missing=()
 for p in "${packages[@]}"; do
