@@ -139,13 +139,17 @@ class OperatorProcess:
         args: Sequence[str] = (),
         env: dict[str, str] | None = None,
         cmd: Sequence[str] | None = None,
+        liveness_host: str = "127.0.0.1",
     ):
         self.log_path = log_path
         self.port = free_port()
+        # Where the host reaches the liveness endpoint: 127.0.0.1, or the operator's own address when it
+        # runs in another network namespace.
+        self.liveness_host = liveness_host
         base = list(cmd or [sys.executable, "-m", "servedmodel_operator"])
         self.log = open(log_path, "ab")
         self.proc = subprocess.Popen(
-            [*base, f"--liveness=http://127.0.0.1:{self.port}/healthz", *args],
+            [*base, f"--liveness=http://{liveness_host}:{self.port}/healthz", *args],
             stdout=self.log,
             stderr=subprocess.STDOUT,
             env={**os.environ, "KUBECONFIG": str(kubeconfig), **(env or {})},
@@ -165,7 +169,9 @@ class OperatorProcess:
             if self.proc.poll() is not None:
                 raise AssertionError(f"operator exited with {self.proc.returncode}:\n{self.tail()}")
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2) as resp:
+                with urllib.request.urlopen(
+                    f"http://{self.liveness_host}:{self.port}/healthz", timeout=2
+                ) as resp:
                     if resp.status == 200:
                         return
             except OSError:

@@ -1,0 +1,217 @@
+"""The serving path for real: ServedModels on the real node (containerd + kubelet + kube-proxy + CoreDNS),
+with the TF Serving stand-in image, the exporter image, a hostPath volume and the operator.
+
+Why e2e, and why a control plane of their own: these tests run the product's images as pods and drive the
+whole path a user has (export, volume, kubelet probes, Services, DNS); and the operator they run must be
+the only one acting on their ServedModels (the session's operator, cluster-wide, answers model-server polls
+from a loopback stand-in). So this package starts its own cluster with a real node and no kwok node.
+
+How the operator reaches the model servers: it runs as a process in the node's network namespace, with the
+cluster DNS as its resolver: the network a pod has, so its default `http://{service}.{namespace}.svc:{port}`
+works as in a cluster. The "laptop" operator of the unreachable-server test runs in the host's namespace,
+where cluster names and ClusterIPs route nowhere.
+
+Namespaces enforce Pod Security `restricted`. Nothing skips: a part that cannot be built or started fails.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from chartrights import chart_rules, grant_chart_rights
+from kubehelpers import Kube, OperatorProcess
+from localcluster import OPERATOR_USER, LocalCluster
+from realnode import RealNode
+from servinghelpers import EXPORTER_UID, LAPTOP_NAMESPACE, NAMESPACE, ModelVolume, start_operator
+
+ROOT = Path(__file__).resolve().parents[3]
+CRD = ROOT / "crds" / "servedmodel.io_servedmodels.yaml"
+sys.path.insert(0, str(ROOT / "tools" / "images"))
+
+
+@pytest.fixture(scope="package")
+def scluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    cp = LocalCluster(
+        workdir=tmp_path_factory.mktemp("serving-controlplane"), with_kwok=False, with_real_node=True
+    )
+    cp.start()
+    try:
+        cp.kubectl("apply", "--server-side", "-f", str(CRD))
+        Kube(cp).wait_established("servedmodels.servedmodel.io")
+        # The chart's rules, with the one it adds when given namespaces to watch (kopf lists and watches
+        # namespaces then): the operators here each watch one namespace.
+        namespaces_rule = {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]}
+        grant_chart_rights(
+            cp.kubectl, OPERATOR_USER, "servedmodel-operator-serving", [*chart_rules(), namespaces_rule]
+        )
+        yield cp
+    finally:
+        cp.stop()
+
+
+@pytest.fixture(scope="package")
+def skube(scluster: LocalCluster) -> Kube:
+    return Kube(scluster)
+
+
+@pytest.fixture(scope="package")
+def node(scluster: LocalCluster) -> RealNode:
+    assert scluster.real_node is not None
+    return scluster.real_node
+
+
+def _built_and_imported(node: RealNode, name: str) -> str:
+    import images  # tools/images/images.py
+
+    built = images.build(name)
+    node.import_image(built.archive, built.ref)
+    return built.ref
+
+
+@pytest.fixture(scope="package")
+def stand_in(node: RealNode) -> str:
+    """The TF Serving stand-in image (tools/tfserving_double), in the node's runtime."""
+    return _built_and_imported(node, "tfserving-double")
+
+
+@pytest.fixture(scope="package")
+def exporter_image(node: RealNode) -> str:
+    return _built_and_imported(node, "exporter")
+
+
+@dataclass
+class KerasModels:
+    """Two small Keras models with different weights (versions 'a' and 'b' of one model) and what Keras
+    itself answers for the same inputs: the oracle of every prediction test."""
+
+    models: dict[str, Any]
+    files: dict[str, Path]
+
+    def predict(self, variant: str, inputs: list[list[float]]) -> np.ndarray:
+        return np.asarray(self.models[variant](np.asarray(inputs, dtype=np.float32)), dtype=np.float64)
+
+
+def _keras_model(variant: str) -> Any:
+    import keras
+
+    inputs = keras.Input(shape=(4,), name="features")
+    outputs = keras.layers.Dense(3, name="scores")(inputs)
+    model = keras.Model(inputs, outputs)
+    kernel = np.arange(12, dtype=np.float32).reshape(4, 3) / 10
+    bias = np.array([0.1, -0.2, 0.3], dtype=np.float32)
+    if variant == "b":
+        kernel, bias = 1 - kernel, -bias
+    model.get_layer("scores").set_weights([kernel, bias])
+    return model
+
+
+@pytest.fixture(scope="package")
+def volume() -> Iterator[ModelVolume]:
+    """The model volume's host folder (world-traversable, as the pods' users need), the Keras sources
+    under sources/, and a library of versions published once by the exporter."""
+    base = Path(f"/srv/servedmodel-serving-{uuid.uuid4().hex[:8]}")
+    root, library = base / "volume", base / "library"
+    root.mkdir(parents=True)
+    library.mkdir()
+    for path in (base, root):
+        path.chmod(0o755)
+    try:
+        yield ModelVolume(root, library)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="package")
+def keras_models(volume: ModelVolume) -> KerasModels:
+    from servedmodel_exporter.cli import main as export
+
+    sources = volume.folder("sources")
+    models, files = {}, {}
+    for variant in ("a", "b"):
+        models[variant] = _keras_model(variant)
+        files[variant] = sources / f"{variant}.keras"
+        models[variant].save(files[variant])
+        code = export(["publish", str(files[variant]), "--base-path", str(volume.library),
+                       "--model", variant, "--version", "1", "--quiet"])  # fmt: skip
+        assert code == 0, f"the exporter failed to publish model {variant}"
+    (sources / "broken.keras").write_bytes(b"this is not a Keras file\n")
+    return KerasModels(models, files)
+
+
+def _namespace(kube: Kube, name: str, volume: ModelVolume) -> None:
+    """A namespace enforcing Pod Security `restricted`, with the claim `models` bound to the volume."""
+    kube.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {
+                "name": name,
+                "labels": {
+                    "pod-security.kubernetes.io/enforce": "restricted",
+                    "pod-security.kubernetes.io/enforce-version": "latest",
+                },
+            },
+        }
+    )
+    kube.apply(f"""
+apiVersion: v1
+kind: PersistentVolume
+metadata: {{name: {name}-models}}
+spec:
+  capacity: {{storage: 1Gi}}
+  accessModes: [ReadWriteMany]
+  persistentVolumeReclaimPolicy: Retain
+  hostPath: {{path: {volume.root}, type: Directory}}
+  claimRef: {{namespace: {name}, name: models}}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {{name: models, namespace: {name}}}
+spec:
+  accessModes: [ReadWriteMany]
+  storageClassName: ""
+  volumeName: {name}-models
+  resources: {{requests: {{storage: 1Gi}}}}
+""")
+
+
+@pytest.fixture(scope="package")
+def namespaces(skube: Kube, volume: ModelVolume) -> list[str]:
+    for name in (NAMESPACE, LAPTOP_NAMESPACE):
+        _namespace(skube, name, volume)
+    return [NAMESPACE, LAPTOP_NAMESPACE]
+
+
+@pytest.fixture(scope="package")
+def serving_operator(
+    scluster: LocalCluster, node: RealNode, namespaces: list[str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    op = start_operator(scluster, tmp_path_factory.mktemp("serving-operator"), NAMESPACE, node)
+    try:
+        yield op
+    finally:
+        op.stop()
+        print(f"\n--- serving operator log tail ---\n{op.tail(3000)}")
+
+
+@pytest.fixture
+def cleanup(skube: Kube) -> Iterator[list[tuple[str, str]]]:
+    """ServedModels a test created, deleted after it (their pods hold ~700 MB each)."""
+    created: list[tuple[str, str]] = []
+    yield created
+    for namespace, name in created:
+        skube.kubectl("delete", "servedmodel", name, "-n", namespace, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="package")
+def exporter_owned(volume: ModelVolume) -> Any:
+    """Model folders export Jobs write to belong to the exporter's user (hostPath ignores fsGroup)."""
+    return lambda model: volume.folder(model, owner=EXPORTER_UID)

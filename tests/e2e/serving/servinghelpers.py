@@ -1,0 +1,262 @@
+"""Helpers of the serving tests on the real node: ServedModels placed on the node, waiting on what the
+kubelet and the operator report, and clients run in the node's network namespace."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from kubehelpers import Kube, OperatorProcess, condition, eventually
+from localcluster import LocalCluster
+from realnode import DNS_SERVICE_IP, RealNode
+
+NAMESPACE = "serving"  # ServedModels of the operator in the node's network
+LAPTOP_NAMESPACE = "serving-laptop"  # ... of the operator outside it (the laptop case)
+HERE = Path(__file__).resolve().parent
+NETCLIENT = HERE / "netclient.py"
+EXPORTER_UID = 10001  # the exporter image's user (exporter/Dockerfile), which export Jobs run as
+SERVER_UID = 1000  # the user the operator renders for model servers
+INPUTS = [[1.0, 2.0, 3.0, 4.0], [0.5, -1.0, 2.0, 0.0]]
+INSTANCES = json.dumps({"instances": INPUTS})
+TOLERANCE = 1e-5
+
+
+def servedmodel(name: str, namespace: str, image: str, **spec: Any) -> dict[str, Any]:
+    """A ServedModel whose pods run on the real node: the stand-in image (the only change to the pod spec)
+    and the node's selector and toleration, through the ServedModel's own fields."""
+    placement = RealNode.pod_placement()
+    body: dict[str, Any] = {
+        "storage": {"persistentVolumeClaim": {"claimName": "models"}, "path": name},
+        "image": image,
+        "imagePullPolicy": "Never",
+        "nodeSelector": placement["nodeSelector"],
+        "tolerations": placement["tolerations"],
+        "server": {"modelConfigPollSeconds": 2, "fileSystemPollSeconds": 1},
+    }
+    body.update(spec)
+    return {
+        "apiVersion": "servedmodel.io/v1alpha1",
+        "kind": "ServedModel",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": body,
+    }
+
+
+def get_sm(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
+    sm = kube.get("servedmodel", name, namespace)
+    assert sm is not None, f"ServedModel {namespace}/{name} is gone"
+    return sm
+
+
+def current(sm: dict[str, Any]) -> bool:
+    return (sm.get("status") or {}).get("observedGeneration") == sm["metadata"]["generation"]
+
+
+def wait_sm(
+    kube: Kube,
+    namespace: str,
+    name: str,
+    check: Callable[[dict[str, Any]], Any],
+    what: str,
+    timeout: float = 60,
+) -> dict[str, Any]:
+    """The ServedModel once `check(sm)` is truthy (or does not raise AssertionError)."""
+
+    def fetch() -> dict[str, Any] | None:
+        sm = get_sm(kube, namespace, name)
+        return sm if check(sm) else None
+
+    return eventually(fetch, timeout=timeout, interval=1, what=f"{namespace}/{name}: {what}")
+
+
+def wait_ready(kube: Kube, namespace: str, name: str, timeout: float = 240) -> dict[str, Any]:
+    """Ready=True for the current generation, with the versions the model server reported (the operator
+    writes them with the Ready verdict once it has asked the server)."""
+
+    def ready() -> dict[str, Any] | None:
+        sm = get_sm(kube, namespace, name)
+        ok = current(sm) and condition(sm, "Ready").get("status") == "True" and "versions" in sm["status"]
+        return sm if ok else None
+
+    return eventually(ready, timeout=timeout, interval=1, what=f"ServedModel {namespace}/{name} Ready")
+
+
+def versions(sm: dict[str, Any]) -> list[dict[str, Any]]:
+    return (sm.get("status") or {}).get("versions") or []
+
+
+def pods(kube: Kube, namespace: str, name: str, track: str | None = None) -> list[dict[str, Any]]:
+    """The model server pods of a ServedModel (not its export Jobs' pods), terminating ones left out."""
+    selector = f"app.kubernetes.io/instance={name},app.kubernetes.io/component=model-server"
+    if track:
+        selector += f",servedmodel.io/track={track}"
+    items = kube.list("pods", namespace, selector)
+    return [p for p in items if not p["metadata"].get("deletionTimestamp")]
+
+
+def pod_ready(pod: dict[str, Any]) -> bool:
+    return condition(pod, "Ready").get("status") == "True"
+
+
+def restarts(pod: dict[str, Any]) -> int:
+    return sum(c.get("restartCount", 0) for c in (pod.get("status") or {}).get("containerStatuses") or [])
+
+
+def cluster_ip(kube: Kube, namespace: str, service: str) -> str:
+    svc = kube.get("service", service, namespace)
+    assert svc is not None, f"Service {namespace}/{service} does not exist"
+    return svc["spec"]["clusterIP"]
+
+
+def in_netns(node: RealNode, *args: str, timeout: float = 120) -> Any:
+    """Run netclient.py in the node's network namespace; its JSON output."""
+    proc = node.run_in_netns([sys.executable, str(NETCLIENT), *args], timeout=timeout)
+    assert proc.returncode == 0, f"netclient {args[0]} failed: {proc.stderr[-2000:]}"
+    return json.loads(proc.stdout)
+
+
+def rest(node: RealNode, url: str, body: str | None = None) -> tuple[int, Any]:
+    out = in_netns(node, "rest", url, *([body] if body is not None else []))
+    return out["status"], out["answer"]
+
+
+def predict(node: RealNode, base: str, suffix: str = "") -> np.ndarray:
+    """POST {"instances": INPUTS} to <base><suffix>:predict; the predictions (HTTP 200 asserted)."""
+    status, answer = rest(node, f"{base}{suffix}:predict", INSTANCES)
+    assert status == 200, (base + suffix, status, answer)
+    return np.asarray(answer["predictions"], dtype=np.float64)
+
+
+def assert_close(got: np.ndarray, want: np.ndarray, what: str) -> None:
+    assert got.shape == want.shape and np.allclose(got, want, atol=TOLERANCE), (
+        what,
+        got.tolist(),
+        want.tolist(),
+    )
+
+
+class TrafficLoop:
+    """A bounded client loop (netclient.py loop) in the node's namespace, running while a test changes
+    things; `stop()` ends it and returns its counts."""
+
+    def __init__(self, node: RealNode, url: str, body: str = INSTANCES, max_seconds: float = 300):
+        self._dir = Path(tempfile.mkdtemp(prefix="traffic-"))
+        self.stop_file = self._dir / "stop"
+        self._out = open(self._dir / "out.json", "w+")
+        cmd = [
+            sys.executable, str(NETCLIENT), "loop", url, body,
+            "--stop-file", str(self.stop_file), "--max-seconds", str(max_seconds),
+        ]  # fmt: skip
+        self.proc = subprocess.Popen(
+            node.slot.nsenter(*cmd), stdout=self._out, stderr=subprocess.PIPE, text=True
+        )
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self) -> dict[str, Any]:
+        self.stop_file.touch()
+        try:
+            _, err = self.proc.communicate(timeout=60)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+        assert self.proc.returncode == 0, f"traffic loop failed: {err[-2000:]}"
+        self._out.seek(0)
+        result = json.load(self._out)
+        self._out.close()
+        shutil.rmtree(self._dir, ignore_errors=True)
+        return result
+
+    def __enter__(self) -> TrafficLoop:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc.poll() is None:
+            self.stop_file.touch()
+            self.proc.kill()
+            self.proc.wait()
+
+
+@dataclass
+class ModelVolume:
+    """The host folder behind the hostPath PersistentVolume the ServedModels mount, and a library of
+    versions the exporter published once per session (copied in with a rename, as the exporter publishes)."""
+
+    root: Path
+    library: Path
+
+    def folder(self, model: str, owner: int | None = None) -> Path:
+        path = self.root / model
+        path.mkdir(parents=True, exist_ok=True)
+        if owner is not None:
+            os.chown(path, owner, owner)
+        return path
+
+    def publish_copy(self, model: str, variant: str, version: int) -> Path:
+        """Put the exported `variant` (a or b) at <model>/<version>/ atomically: a copy under a hidden
+        name, then a rename (TF Serving never sees a half-written version)."""
+        folder = self.folder(model)
+        staging = folder / f".staging-{uuid.uuid4().hex[:8]}"
+        shutil.copytree(self.library / variant / "1", staging)
+        target = folder / str(version)
+        os.rename(staging, target)
+        return target
+
+    def entries(self, model: str) -> list[str]:
+        """Every name in the model folder (versions, the exporter's lock file, anything left behind)."""
+        folder = self.root / model
+        return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+    def version_folders(self, model: str) -> list[str]:
+        return sorted((name for name in self.entries(model) if name.isdigit()), key=int)
+
+
+def _with_resolver(resolv_conf: Path, cmd: list[str]) -> list[str]:
+    """`cmd` in a private mount namespace whose /etc/resolv.conf is `resolv_conf` (the host's stays)."""
+    script = 'mount --bind "$1" /etc/resolv.conf && shift && exec "$@"'
+    return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script, "sh",
+            str(resolv_conf), *cmd]  # fmt: skip
+
+
+def _resolv_conf(folder: Path) -> Path:
+    path = folder / "resolv.conf"
+    path.write_text(
+        f"nameserver {DNS_SERVICE_IP}\nsearch svc.cluster.local cluster.local\n"
+        "options ndots:5 timeout:1 attempts:1\n"
+    )
+    return path
+
+
+def start_operator(
+    cluster: LocalCluster, folder: Path, namespace: str, node: RealNode | None
+) -> OperatorProcess:
+    """The operator for one namespace: in the node's network namespace when `node` is given (as in a pod),
+    else in the host's (as on a laptop). Either way cluster DNS is its resolver, so no name it looks up
+    is ever sent outside the machine (from the host's namespace the DNS Service's address is unreachable)."""
+    python = [sys.executable, "-m", "servedmodel_operator"]
+    base = node.slot.nsenter(*python) if node is not None else python
+    op = OperatorProcess(
+        cluster.operator_kubeconfig,
+        folder / "operator.log",
+        ["--verbose", f"--namespace={namespace}"],
+        {"SERVEDMODEL_RESYNC_SECONDS": "10"},
+        cmd=_with_resolver(_resolv_conf(folder), base),
+        liveness_host=node.ip if node is not None else "127.0.0.1",
+    )
+    try:
+        op.wait_live()
+    except BaseException:
+        op.stop()
+        raise
+    return op
