@@ -1,7 +1,7 @@
 """The Helm chart as a user meets it: lint, render, schema-validate, values-schema errors, server dry run.
 
 Kubernetes schema validation is offline: the PyPI package kubernetes-validate ships the JSON schemas of
-Kubernetes 1.25 ... 1.37 (tools/helm/fetch.sh installs it beside helm); `kubectl apply --dry-run=server`
+Kubernetes 1.28 ... 1.37 (tools/helm/fetch.sh installs it beside helm); `kubectl apply --dry-run=server`
 against the local control plane (1.34) then checks what a schema cannot (CRD schemas, defaults, admission).
 """
 
@@ -17,7 +17,7 @@ import pytest
 import yaml
 from e2ehelpers import CHART, ROOT, UserTools, by_kind, docs, ensure_namespace
 
-KUBE_VERSIONS = ["1.25.0", "1.29.0", "1.32.0", "1.35.0"]
+KUBE_VERSIONS = ["1.28.0", "1.29.0", "1.32.0", "1.35.0"]
 
 RICH_VALUES = {
     "watchNamespaces": ["ml-prod", "ml-staging"],

@@ -91,3 +91,37 @@ def test_printer_columns(kube, crd):
     names = [c["name"] for c in version["additionalPrinterColumns"]]
     assert names[:5] == ["Model", "Ready", "Versions", "Replicas", "Available"]
     assert crd_obj["spec"]["names"]["shortNames"] == ["sm"]
+
+
+CROSS_FIELD = [
+    (
+        {"ports": {"grpc": 9000, "rest": 9000}},
+        "spec.ports.rest",
+        "disables REST when they are equal): both are 9000",
+    ),
+    (
+        {"versionPolicy": {"specific": {"versions": [1, 2]}}, "versionLabels": {"stable": 1, "next": 3}},
+        "spec.versionLabels",
+        'not listed: ["next=3"] (versionPolicy.specific.versions: [1, 2])',
+    ),
+    (
+        {"autoscaling": {"minReplicas": 4, "maxReplicas": 2}},
+        "spec.autoscaling.maxReplicas",
+        "autoscaling.maxReplicas (2) must be at least autoscaling.minReplicas (4)",
+    ),
+    (
+        {"batching": {"maxBatchSize": 64, "allowedBatchSizes": [8, 32]}},
+        "spec.batching.allowedBatchSizes",
+        "must increase and end with batching.maxBatchSize (64): got [8, 32]",
+    ),
+]
+
+
+@pytest.mark.parametrize("spec,field,message", CROSS_FIELD, ids=[f for _, f, _ in CROSS_FIELD])
+def test_cross_field_rules_name_the_field_and_the_value_at_fault(kube, crd, namespace, spec, field, message):
+    body = servedmodel("bad", namespace)
+    body["spec"].update(spec)
+    proc = kube.try_apply(body)
+    assert proc.returncode != 0
+    assert f"{field}: Invalid value" in proc.stderr, proc.stderr
+    assert message in proc.stderr, proc.stderr
