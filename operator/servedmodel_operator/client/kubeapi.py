@@ -51,7 +51,15 @@ class ApiServer:
             headers["Content-Type"] = "application/json"
             data = json.dumps(body)
         try:
-            return self.session.request(method, self.host + path, data=data, headers=headers, timeout=timeout)
+            # verify passed per request: requests lets $REQUESTS_CA_BUNDLE override a session's CA file.
+            return self.session.request(
+                method,
+                self.host + path,
+                data=data,
+                headers=headers,
+                timeout=timeout,
+                verify=self.session.verify,
+            )
         except requests.RequestException as exc:
             raise ClientError(f"cannot reach the Kubernetes API server at {self.host}: {exc}") from exc
 

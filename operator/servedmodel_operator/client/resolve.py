@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from .errors import NotFoundError
+from .errors import ForbiddenError, NotFoundError
 from .kubeapi import ApiServer, api_error
 
 GROUP, VERSION, PLURAL = "servedmodel.io", "v1alpha1", "servedmodels"
@@ -56,6 +56,11 @@ def get_servedmodel(api: ApiServer, name: str, namespace: str) -> dict[str, Any]
             )
         raise NotFoundError(
             f"the ServedModel API ({GROUP}/{VERSION}) is not installed in this cluster: install the operator"
+        )
+    if resp.status_code == 403:
+        raise ForbiddenError(
+            f"{api_error(resp, 'reading a ServedModel')}\nReading a ServedModel needs the verb `get` on "
+            f'`servedmodels.servedmodel.io` in namespace "{namespace}"; ask a cluster admin for a Role.'
         )
     if resp.status_code >= 400:
         raise api_error(resp, f'reading ServedModel "{name}" in namespace "{namespace}"')
