@@ -10,7 +10,13 @@ Every figure is measured in one run on this machine, against a fresh control pla
 * latency N: after convergence, 50 sequential spec edits (a pod annotation) of random ServedModels; the time
   from sending the patch to the watch seeing the Deployment with the new rendered content; p50/p99.
 * steady N: a fresh operator process (verbose, short resync) on N converged, unchanged ServedModels: write
-  requests it makes per resync (from the API server's audit log), its CPU when idle, its peak RSS.
+  requests it makes per resync (from the API server's audit log), its CPU when idle, its peak RSS, the
+  model-server status requests it sends per minute.
+* unrelated N: the same steady-state measurement again after 20,000 objects that are not the operator's
+  (4 kB ConfigMaps, Deployments, Pods on the kwok node) were added to the cluster: RSS and idle CPU against
+  the steady figures just before.
+* unreachable N: a fresh operator whose model servers all hang (a loopback socket that never answers, so
+  every poll waits for its timeout) on the N converged ServedModels: the latency of 50 spec edits again.
 
     PYTHONPATH=operator:exporter:tools/controlplane python bench/operator_bench.py all --out bench.json
     python bench/operator_bench.py plot bench-operator.json docs/convergence.png
@@ -102,6 +108,22 @@ class ModelServerStub:
         self.server.shutdown()
 
 
+class Blackhole:
+    """A model server that never answers: a loopback socket listened on and never accepted, so a poll's
+    connection waits in (or, once that is full, is dropped from) the accept queue until it times out."""
+
+    def __init__(self) -> None:
+        import socket
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/{{namespace}}/{{service}}"
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 # -- cluster and processes ---------------------------------------------------------------------
 
 
@@ -117,7 +139,10 @@ class Bench:
         self.session.headers["Authorization"] = f"Bearer {self.cluster.admin_token}"
         c = self.cluster
         c.kubectl("apply", "--server-side", "-f", str(ROOT / "crds" / "servedmodel.io_servedmodels.yaml"))
-        c.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/servedmodels.servedmodel.io")
+        wait_established(
+            self.session,
+            c.server + "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/servedmodels.servedmodel.io",
+        )
         c.kubectl(
             "create",
             "clusterrolebinding",
@@ -184,6 +209,17 @@ class Bench:
         self.stop_operator()
         self.stub.close()
         self.cluster.stop()
+
+
+def wait_established(session: requests.Session, url: str, timeout: float = 60) -> None:
+    """`kubectl wait` fails at once while a new CRD has no conditions yet: poll the condition instead."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        conditions = (session.get(url, timeout=10).json().get("status") or {}).get("conditions") or []
+        if any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"CRD not Established after {timeout} s: {url}")
 
 
 def _pvc_manifest() -> str:
@@ -416,7 +452,13 @@ def measure_floor(root: Path, n: int) -> dict[str, Any]:
 
 
 def measure_operator(
-    root: Path, n: int, latency_samples: int, steady: bool, steady_window: float = 60.0
+    root: Path,
+    n: int,
+    latency_samples: int,
+    steady: bool,
+    steady_window: float = 60.0,
+    unrelated: int = 0,
+    unreachable: bool = False,
 ) -> dict[str, Any]:
     bench = Bench(root, f"operator-{n}")
     try:
@@ -443,8 +485,13 @@ def measure_operator(
             result["latency"] = measure_latency(bench, watch, bodies, latency_samples)
         result["operator_peak_rss_mib"] = proc_stats(op.pid)["hwm_mib"]
         bench.stop_operator()
+        if unreachable:
+            result["unreachable"] = measure_unreachable(bench, watch, bodies, n, latency_samples or 50)
         if steady:
             result["steady"] = measure_steady(bench, n, window=steady_window)
+            if unrelated:
+                result["unrelated_objects"] = create_unrelated(bench, unrelated)
+                result["steady_with_unrelated"] = measure_steady(bench, n, window=steady_window)
         watch.stop()
         return result
     finally:
@@ -470,12 +517,14 @@ def wait_ready(bench: Bench, n: int, timeout: float) -> float | None:
     return None
 
 
-def measure_latency(bench: Bench, watch: ChildWatch, bodies: list[dict[str, Any]], samples: int) -> dict:
+def measure_latency(
+    bench: Bench, watch: ChildWatch, bodies: list[dict[str, Any]], samples: int, tag: str = ""
+) -> dict:
     rng = random.Random(42)
     times = []
     for i in range(samples):
         name = rng.choice(bodies)["metadata"]["name"]
-        patch = {"spec": {"podAnnotations": {"bench.servedmodel.io/edit": str(i)}}}
+        patch = {"spec": {"podAnnotations": {"bench.servedmodel.io/edit": f"{tag}{i}"}}}
         sent = time.monotonic()
         resp = bench.session.patch(
             bench.url(f"{SM_PATH}/{name}"),
@@ -510,7 +559,8 @@ def measure_steady(bench: Bench, n: int, resync: int = 15, window: float = 60.0)
     # The start-up pass (kopf lists everything, every ServedModel is reconciled once) must be over first.
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
-        if log.read_text(errors="replace").count(": up to date") >= n:
+        text = log.read_text(errors="replace")
+        if text.count(": up to date") + text.count("waits for the model server") >= n:
             break
         time.sleep(1)
     startup_writes = len(bench.cluster.audited_writes(OPERATOR_USER, started))
@@ -539,6 +589,96 @@ def measure_steady(bench: Bench, n: int, resync: int = 15, window: float = 60.0)
         "rss_mib": s1["rss_mib"],
         "model_server_status_requests_per_min": 60 * polls / window,
     }
+
+
+def wait_startup_pass(bench: Bench, n: int, since_chars: int, timeout: float = 300) -> None:
+    """Until a fresh verbose operator has logged its first pass over the n ServedModels."""
+    log = bench.cluster.workdir / "operator.log"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = log.read_text(errors="replace")[since_chars:]
+        if text.count(": up to date") + text.count("waits for the model server") >= n:
+            return
+        time.sleep(1)
+
+
+def measure_unreachable(
+    bench: Bench, watch: ChildWatch, bodies: list[dict[str, Any]], n: int, samples: int
+) -> dict[str, Any]:
+    """Spec edits while every model server hangs: a reconcile must not wait for any of them."""
+    hole = Blackhole()
+    try:
+        log = bench.cluster.workdir / "operator.log"
+        before = len(log.read_text(errors="replace"))
+        op = bench.start_operator(env={"SERVEDMODEL_MODEL_SERVER_URL": hole.url}, verbose=True)
+        wait_startup_pass(bench, n, before)
+        result = {"latency": measure_latency(bench, watch, bodies, samples, tag="unreachable-")}
+        items = bench.session.get(bench.url(SM_PATH), timeout=60).json()["items"]
+        reasons: dict[str, int] = {}
+        for item in items:
+            for c in (item.get("status") or {}).get("conditions") or []:
+                if c["type"] == "Ready":
+                    key = f"{c['status']}/{c['reason']}"
+                    reasons[key] = reasons.get(key, 0) + 1
+        result["ready_at_end"] = dict(sorted(reasons.items()))
+        result["operator_peak_rss_mib"] = proc_stats(op.pid)["hwm_mib"]
+        bench.stop_operator()
+        return result
+    finally:
+        hole.close()
+
+
+UNRELATED_NS = "unrelated"
+
+
+def create_unrelated(bench: Bench, total: int) -> dict[str, Any]:
+    """Objects that are none of the operator's business: 60 % 4 kB ConfigMaps, 20 % Deployments (no
+    replicas), 20 % Pods bound to the kwok node, in a namespace of their own."""
+    bench.cluster.kubectl("create", "namespace", UNRELATED_NS)
+    n_cm, n_dep = total * 6 // 10, total * 2 // 10
+    n_pod = total - n_cm - n_dep
+    payload = "x" * 4096
+    labels = {"app": "unrelated"}
+
+    def body(i: int) -> tuple[str, dict[str, Any]]:
+        meta = {"name": f"u{i:05d}", "namespace": UNRELATED_NS, "labels": labels}
+        if i < n_cm:
+            return "/api/v1", {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": meta,
+                "data": {"d": payload},
+            }
+        template = {
+            "metadata": {"labels": labels},
+            "spec": {"containers": [{"name": "c", "image": "registry.invalid/unrelated:1"}]},
+        }
+        if i < n_cm + n_dep:
+            spec = {"replicas": 0, "selector": {"matchLabels": labels}, "template": template}
+            return "/apis/apps/v1", {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": meta,
+                "spec": spec,
+            }
+        spec = {**template["spec"], "nodeName": localcluster.NODE_NAME}
+        return "/api/v1", {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}
+
+    def create(i: int) -> None:
+        prefix, obj = body(i)
+        plural = {"ConfigMap": "configmaps", "Deployment": "deployments", "Pod": "pods"}[obj["kind"]]
+        url = bench.url(f"{prefix}/namespaces/{UNRELATED_NS}/{plural}")
+        for attempt in range(5):
+            resp = bench.session.post(url, json=obj, timeout=60)
+            if resp.status_code < 300 or resp.status_code == 409:
+                return
+            time.sleep(0.5 * (attempt + 1))
+        resp.raise_for_status()
+
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(create, range(total)))
+    return {"configmaps": n_cm, "deployments": n_dep, "pods": n_pod, "created_in_s": time.monotonic() - t0}
 
 
 # -- commands ----------------------------------------------------------------------------------
@@ -590,7 +730,13 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
             Path(args.out).write_text(json.dumps(out, indent=2))
             lat = args.latency_samples if n in args.latency_at else 0
             oper = measure_operator(
-                root, n, lat, steady=n in args.steady_at, steady_window=args.steady_window
+                root,
+                n,
+                lat,
+                steady=n in args.steady_at,
+                steady_window=args.steady_window,
+                unrelated=args.unrelated if n in args.steady_at else 0,
+                unreachable=n in args.unreachable_at,
             )
             row.update(operator=oper, ratio=oper["seconds"] / floor["seconds"])
             Path(args.out).write_text(json.dumps(out, indent=2))
@@ -598,8 +744,17 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
             if "latency" in oper:
                 lat_s = oper["latency"]
                 print(f"latency  N={n:5d}: p50 {lat_s['p50_s']:.3f} s  p99 {lat_s['p99_s']:.3f} s")
+            if "unreachable" in oper:
+                lat_u = oper["unreachable"]["latency"]
+                print(
+                    f"unreachable N={n:5d}: p50 {lat_u['p50_s']:.3f} s  p99 {lat_u['p99_s']:.3f} s  "
+                    f"Ready {oper['unreachable']['ready_at_end']}",
+                    flush=True,
+                )
             if "steady" in oper:
                 print(f"steady   N={n:5d}: {json.dumps(oper['steady'])}", flush=True)
+            if "steady_with_unrelated" in oper:
+                print(f"unrelated N={n:5d}: {json.dumps(oper['steady_with_unrelated'])}", flush=True)
     except BaseException:
         failed = True
         print(f"failed; control plane folders and logs kept in {root}", flush=True)
@@ -661,6 +816,19 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--latency-samples", type=int, default=50)
     run.add_argument("--steady-at", type=int, nargs="*", default=[1000])
     run.add_argument("--steady-window", type=float, default=60.0, help="seconds of idle measured")
+    run.add_argument(
+        "--unrelated",
+        type=int,
+        default=20000,
+        help="objects that are not the operator's added before a second steady measurement (0: none)",
+    )
+    run.add_argument(
+        "--unreachable-at",
+        type=int,
+        nargs="*",
+        default=[1000],
+        help="N at which spec-edit latency is measured again with every model server hanging",
+    )
     run.add_argument("--out", default="bench-operator.json")
     run.add_argument("--keep", action="store_true", help="keep the control planes' folders (logs)")
     sd = sub.add_parser("steady", help="steady state only, at one N")

@@ -41,6 +41,74 @@ def tools_dir() -> Path:
 
 def chart_rules(values: Sequence[str] = ()) -> list[dict[str, Any]]:
     """The rules of the chart's ClusterRole (cluster-wide install), as `helm template` renders them."""
+    roles = [d for d in _rbac_objects(tuple(values)) if d["kind"] == "ClusterRole"]
+    assert len(roles) == 1, f"expected one ClusterRole in the chart's rbac.yaml, got {len(roles)}"
+    rules = roles[0]["rules"]
+    assert rules, "the chart's ClusterRole has no rules"
+    return rules
+
+
+def leader_election_rules(lease_name: str) -> list[dict[str, Any]]:
+    """The rules of the chart's leader-election Role (in the release namespace), for a Lease of that name."""
+    values = ("--set", f"leaderElection.leaseName={lease_name}")
+    roles = [
+        d
+        for d in _rbac_objects(values)
+        if d["kind"] == "Role" and d["metadata"]["name"].endswith("-leader-election")
+    ]
+    assert len(roles) == 1, "expected the chart's leader-election Role in rbac.yaml"
+    return roles[0]["rules"]
+
+
+def grant_namespaced(
+    kubectl: Callable[..., subprocess.CompletedProcess],
+    user: str,
+    name: str,
+    namespace: str,
+    rules: list[dict[str, Any]],
+) -> None:
+    """Bind `rules` to `user` as Role `name` in `namespace` and wait until the authorizer allows them."""
+    objects = [
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": name, "namespace": namespace},
+            "rules": rules,
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": name, "namespace": namespace},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+        },
+    ]
+    kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
+    review = {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SubjectAccessReview",
+        "spec": {
+            "user": user,
+            "resourceAttributes": {
+                "namespace": namespace,
+                "verb": rules[-1]["verbs"][0],
+                "group": rules[-1]["apiGroups"][0],
+                "resource": rules[-1]["resources"][0],
+            },
+        },
+    }
+    deadline = time.monotonic() + 30
+    while not json.loads(kubectl("create", "-f", "-", "-o", "json", input=json.dumps(review)).stdout)[
+        "status"
+    ].get("allowed"):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"Role {namespace}/{name} did not take effect for {user}")
+        time.sleep(0.3)
+
+
+@cache
+def _rbac_objects(values: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The objects of the chart's rbac.yaml, as `helm template` renders them with `values`."""
     home = tools_dir() / "helm-home"
     proc = subprocess.run(
         [
@@ -62,11 +130,7 @@ def chart_rules(values: Sequence[str] = ()) -> list[dict[str, Any]]:
         },
     )
     assert proc.returncode == 0, f"helm template failed:\n{proc.stderr}"
-    roles = [d for d in yaml.safe_load_all(proc.stdout) if d and d["kind"] == "ClusterRole"]
-    assert len(roles) == 1, f"expected one ClusterRole in the chart's rbac.yaml, got {len(roles)}"
-    rules = roles[0]["rules"]
-    assert rules, "the chart's ClusterRole has no rules"
-    return rules
+    return [d for d in yaml.safe_load_all(proc.stdout) if d]
 
 
 def grant_chart_rights(

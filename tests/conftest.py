@@ -14,6 +14,7 @@ import pytest
 from chartrights import grant_chart_rights, rbac_denials
 from kubehelpers import Kube, OperatorProcess
 from localcluster import OPERATOR_USER, LocalCluster
+from modelfleet import ModelServerFleet
 from realnode import RealNode
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,18 +77,30 @@ def operator_rbac(kube: Kube) -> None:
 
 
 @pytest.fixture(scope="session")
+def model_servers(cluster: LocalCluster) -> Iterator[ModelServerFleet]:
+    """What answers the operator's model-server polls (kwok runs no TF Serving): see tests/modelfleet.py."""
+    fleet = ModelServerFleet(cluster)
+    yield fleet
+    fleet.close()
+
+
+@pytest.fixture(scope="session")
 def operator(
-    cluster: LocalCluster, crd: None, operator_rbac: None, tmp_path_factory: pytest.TempPathFactory
+    cluster: LocalCluster,
+    crd: None,
+    operator_rbac: None,
+    model_servers: ModelServerFleet,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[OperatorProcess]:
     log_path = tmp_path_factory.mktemp("operator") / "operator.log"
     # A short resync so the tests can watch the level-based safety net do (nothing) in seconds.
-    # No kubelet runs TF Serving here: model servers are TF Serving test doubles on loopback, reached on the
-    # REST port a ServedModel names (the tests give each double its own free port).
+    # No kubelet runs TF Serving here: the fleet answers for every model server, and relays to a TF Serving
+    # test double on loopback for a ServedModel whose REST port names one (the tests give each its own port).
     op = OperatorProcess(
         cluster.operator_kubeconfig,
         log_path,
         ["--verbose"],
-        {"SERVEDMODEL_RESYNC_SECONDS": "4", "SERVEDMODEL_MODEL_SERVER_URL": "http://127.0.0.1:{port}"},
+        {"SERVEDMODEL_RESYNC_SECONDS": "4", "SERVEDMODEL_MODEL_SERVER_URL": model_servers.url_template},
     )
     try:
         op.wait_live()

@@ -15,8 +15,9 @@ examples:
   servedmodel-operator --namespace ml-prod --namespace ml-staging --log-format json \\
       --liveness http://0.0.0.0:8080/healthz
 
-  # two replicas for failover: one acts, the other waits (a kopf peering, see docs/install.md)
-  servedmodel-operator --peering servedmodel-operator --priority $RANDOM --metrics-port 9090
+  # one of several replicas: the holder of the Lease acts, the others wait with warm caches
+  # (what the Helm chart runs; outside a cluster name the Lease's namespace)
+  servedmodel-operator --leader-elect --leader-election-namespace ml-system --metrics-port 9090
 
   # the same with kopf's own runner
   kopf run -m servedmodel_operator.handlers --all-namespaces --standalone
@@ -31,6 +32,11 @@ settings (environment):
   SERVEDMODEL_ALLOWED_SERVICE_ACCOUNTS
                                       comma-separated ServiceAccounts ServedModels may run as (default: any);
                                       "default" is the namespace's own. Others: reason PolicyViolation
+  SERVEDMODEL_LEASE_DURATION_SECONDS  leader election: a standby takes over this long after the
+                                      leader's last renewal (default 15)
+  SERVEDMODEL_RENEW_DEADLINE_SECONDS  a leader that could not renew for this long exits (default 10)
+  SERVEDMODEL_RETRY_PERIOD_SECONDS    how often the Lease is renewed or tried (default 2)
+  POD_NAME, POD_NAMESPACE             this replica's name (in its identity) and the Lease's namespace
   KUBECONFIG                          used when not running in a cluster
 """
 
@@ -56,9 +62,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="liveness endpoint URL to serve, or '' to disable (default: %(default)s)",
     )
     parser.add_argument(
-        "--peering",
+        "--leader-elect",
+        action="store_true",
+        help="run as one of several replicas: only the holder of a coordination.k8s.io Lease acts, the "
+        "others wait and take over when it stops renewing (default: act alone)",
+    )
+    parser.add_argument(
+        "--leader-election-namespace",
         default="",
-        help="kopf peering name for running several replicas (only one acts at a time); default: standalone",
+        help="namespace of the Lease (default: POD_NAMESPACE or the service account's namespace; "
+        "required outside a cluster)",
+    )
+    parser.add_argument(
+        "--leader-election-id",
+        default="servedmodel-operator",
+        help="name of the Lease; replicas with the same name elect one leader (default: %(default)s)",
     )
     parser.add_argument(
         "--log-format",
@@ -73,13 +91,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="serve the operator's Prometheus metrics on this port at /metrics (default: off; the Helm chart "
         "uses 9090)",
     )
-    parser.add_argument(
-        "--priority",
-        type=int,
-        default=0,
-        help="kopf peering priority: with several replicas the highest acts and the others wait, so give "
-        "each replica a different one (default: %(default)s)",
-    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser.parse_args(argv)
 
@@ -88,7 +99,28 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import kopf
 
-    from . import handlers  # noqa: F401  (registers the handlers)
+    from . import handlers  # registers the handlers
+    from .leader import LeaseConfig, default_namespace
+    from .settings import Settings
+
+    if args.leader_elect:
+        namespace = args.leader_election_namespace or default_namespace()
+        if not namespace:
+            raise SystemExit(
+                "--leader-elect outside a cluster needs --leader-election-namespace (or POD_NAMESPACE)"
+            )
+        conf = Settings.from_env()
+        try:
+            handlers.LEADER_ELECTION = LeaseConfig(
+                namespace=namespace,
+                name=args.leader_election_id,
+                identity=handlers.IDENTITY,
+                lease_duration=conf.lease_duration_seconds,
+                renew_deadline=conf.renew_deadline_seconds,
+                retry_period=conf.retry_period_seconds,
+            )
+        except ValueError as exc:
+            raise SystemExit(str(exc)) from None
 
     kopf.configure(
         verbose=args.verbose,
@@ -103,9 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     kopf.run(
         clusterwide=not args.namespace,
         namespaces=args.namespace,
-        standalone=not args.peering,
-        peering_name=args.peering or None,
-        priority=args.priority,
+        standalone=True,  # no kopf peering: replicas coordinate with a Lease (--leader-elect)
         liveness_endpoint=args.liveness or None,
     )
     return 0

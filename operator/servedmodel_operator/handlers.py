@@ -11,31 +11,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import kopf
 
-from .constants import GROUP, MANAGED_BY_SELECTOR, PLURAL, VERSION
+from .constants import GROUP, MANAGED_BY_SELECTOR, OPERATOR_NAME, PLURAL, VERSION
+from .event_policy import EventPolicy
+from .event_recorder import EventRecorder
 from .kube import KubeApi, load_credentials
+from .leader import LeaderElector, LeaseConfig, default_identity
 from .modelserver import ModelServerPoller
 from .policy import Policy
 from .reconciler import Key, Reconciler
 from .settings import Settings
+from .watches import CHILD_RESOURCES, SERVICE_MONITOR_CRD, cached_metadata, narrow
 from .workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
-
-CHILD_RESOURCES = {
-    "ConfigMap": ("", "v1", "configmaps"),
-    "Service": ("", "v1", "services"),
-    "Deployment": ("apps", "v1", "deployments"),
-    "Job": ("batch", "v1", "jobs"),
-    "HorizontalPodAutoscaler": ("autoscaling", "v2", "horizontalpodautoscalers"),
-    "PodDisruptionBudget": ("policy", "v1", "poddisruptionbudgets"),
-    "ServiceMonitor": ("monitoring.coreos.com", "v1", "servicemonitors"),
-}
 
 
 class IndexCache:
@@ -72,21 +67,32 @@ class IndexCache:
 class Runtime:
     """The operator's long-lived parts, created at start-up and bound to kopf's indexes on first use."""
 
-    def __init__(self, settings: Settings, api: KubeApi):
+    def __init__(self, settings: Settings, api: KubeApi, elector: LeaderElector | None = None):
         self.settings = settings
         self.api = api
+        self.elector = elector
+        # Set while this replica may write: at once when standalone, when it holds the Lease otherwise.
+        # A standby keeps its caches warm and its queue filled, and starts working the moment it leads.
+        self.leading = asyncio.Event()
+        if elector is None:
+            self.leading.set()
         self.cache: IndexCache | None = None
         self.queue: WorkQueue | None = None
         self.reconciler: Reconciler | None = None
+        self.events: EventRecorder | None = None
         self._resync: asyncio.Task | None = None
+        self._starter: asyncio.Task | None = None
 
     def bind(self, kwargs: dict[str, Any]) -> WorkQueue:
         if self.queue is None:
             self.cache = IndexCache({k: v for k, v in kwargs.items() if k.endswith("_index")})
+            self.events = EventRecorder(self.api)
+            self.events.start()
             self.reconciler = reconciler = Reconciler(
                 api=self.api,
                 cache=self.cache,
-                poller=ModelServerPoller(url_template=self.settings.model_server_url),
+                events=EventPolicy(self.events),
+                poller=ModelServerPoller(url_template=self.settings.model_server_url, on_change=self._polled),
                 policy=Policy(self.settings.allowed_image_prefixes, self.settings.allowed_service_accounts),
             )
             log.info(
@@ -100,10 +106,20 @@ class Runtime:
                 retry_min=self.settings.retry_min_seconds,
                 retry_max=self.settings.retry_max_seconds,
             )
-            reconciler.schedule = self.queue.add_after
-            self.queue.start()
-            self._resync = asyncio.create_task(self._resync_loop(), name="resync")
+            self._starter = asyncio.create_task(self._start_when_leading(), name="start-when-leading")
         return self.queue
+
+    async def _start_when_leading(self) -> None:
+        await self.leading.wait()
+        assert self.queue is not None and self.reconciler is not None and self.reconciler.poller is not None
+        self.reconciler.poller.start()
+        self.queue.start()
+        self._resync = asyncio.create_task(self._resync_loop(), name="resync")
+
+    def _polled(self, key: Key) -> None:
+        """A model server's answer changed: its ServedModel's status needs a reconcile."""
+        if self.queue is not None:
+            self.queue.add(key)
 
     async def _resync_loop(self) -> None:
         """The level-based safety net: every ServedModel is reconciled again now and then (jittered)."""
@@ -115,13 +131,28 @@ class Runtime:
                 self.queue.add(key)
 
     async def stop(self) -> None:
+        if self._starter:
+            self._starter.cancel()
         if self._resync:
             self._resync.cancel()
         if self.queue:
             await self.queue.stop()
+        if self.reconciler is not None and self.reconciler.poller is not None:
+            await self.reconciler.poller.stop()
+        if self.events:
+            try:
+                await self.events.flush(timeout=5)
+            except asyncio.TimeoutError:
+                log.warning("events still queued at shutdown were not posted")
+            await self.events.stop()
+        if self.elector is not None:  # nothing of ours writes any more: let a standby take over now
+            await asyncio.to_thread(self.elector.release)
 
 
 RUNTIME: Runtime | None = None
+# Set by the command line (`--leader-elect`) before kopf starts; None: this replica acts alone.
+LEADER_ELECTION: LeaseConfig | None = None
+IDENTITY = default_identity()
 
 
 def _runtime() -> Runtime:
@@ -131,7 +162,11 @@ def _runtime() -> Runtime:
 
 
 def _plain(body: kopf.Body, with_status: bool = True) -> dict[str, Any]:
-    out = {"apiVersion": body.get("apiVersion"), "kind": body.get("kind"), "metadata": dict(body.metadata)}
+    out = {
+        "apiVersion": body.get("apiVersion"),
+        "kind": body.get("kind"),
+        "metadata": cached_metadata(body.metadata),
+    }
     for part in ("spec", "data") + (("status",) if with_status else ()):
         if part in body:
             out[part] = body[part]
@@ -173,14 +208,45 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.client_timeout = conf.watch_server_timeout_seconds + 60
     settings.watching.connect_timeout = 30
     settings.networking.request_timeout = conf.request_timeout_seconds
+    # Only our own children (and the one CRD we react to) come over the wire: see watches.py.
+    narrow(settings.watching)
     # Our own prefix for anything kopf may store; no finalizers are needed (owner references do cleanup).
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
     settings.posting.level = logging.WARNING
-    api = KubeApi(load_credentials(), timeout=conf.request_timeout_seconds)
-    RUNTIME = Runtime(conf, api)
-    log.info("servedmodel-operator started: %s", conf)
+    # kopf waits this long after an event for more events of the same object before it calls the handlers;
+    # ours only put a key on the work queue (which merges repeats itself), so waiting only adds latency.
+    settings.batching.batch_window = 0.01
+    creds = load_credentials()
+    user_agent = f"{OPERATOR_NAME}/{IDENTITY}"  # tells replicas apart in the API server's audit log
+    api = KubeApi(creds, timeout=conf.request_timeout_seconds, user_agent=user_agent)
+    elector = None
+    if LEADER_ELECTION is not None:
+        loop = asyncio.get_running_loop()
+        lease_api = KubeApi(creds, timeout=LEADER_ELECTION.retry_period * 2, user_agent=user_agent)
+        elector = LeaderElector(
+            lease_api,
+            LEADER_ELECTION,
+            on_started_leading=lambda: loop.call_soon_threadsafe(_runtime().leading.set),
+            on_stopped_leading=_lost_lease,
+        )
+    RUNTIME = Runtime(conf, api, elector)
+    if elector is not None:
+        elector.start()
+    log.info("servedmodel-operator started as %s: %s", IDENTITY, conf)
+
+
+def _lost_lease() -> None:
+    """Stop at once, as client-go's controllers do: a successor may take the Lease any moment now, and no
+    write of this process may follow. (Called from the election thread; a clean shutdown releases the
+    Lease instead and does not come here.)"""
+    runtime = RUNTIME
+    if runtime is not None and runtime.elector is not None and runtime.elector.stopping:
+        return
+    log.critical("lost the leader Lease: exiting so that only the new leader writes")
+    logging.shutdown()
+    os._exit(1)
 
 
 @kopf.on.cleanup()
@@ -195,6 +261,13 @@ async def shutdown(**_: Any) -> None:
 @kopf.index(GROUP, VERSION, PLURAL)
 def servedmodel_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]]:
     return {(namespace, name): _plain(body)}
+
+
+@kopf.index(GROUP, VERSION, PLURAL)
+def servedmodel_by_claim(namespace: str, name: str, spec: kopf.Spec, **_: Any) -> dict[Key, Key]:
+    """ServedModels by the claim they mount: a PVC event finds its ServedModels without a scan."""
+    claim = ((spec.get("storage") or {}).get("persistentVolumeClaim") or {}).get("claimName")
+    return {(namespace, claim): (namespace, name)} if isinstance(claim, str) else {}
 
 
 @kopf.index("", "v1", "persistentvolumeclaims")
@@ -233,20 +306,10 @@ for _kind, (_group, _version, _plural) in CHILD_RESOURCES.items():
 
 
 @kopf.on.event("", "v1", "persistentvolumeclaims")
-async def pvc_changed(namespace: str, name: str, **kwargs: Any) -> None:
+async def pvc_changed(namespace: str, name: str, servedmodel_by_claim: kopf.Index, **kwargs: Any) -> None:
     queue = _runtime().bind(kwargs)
-    cache = _runtime().cache
-    assert cache is not None
-    for key in cache.servedmodel_keys():
-        if key[0] != namespace:
-            continue
-        sm = cache.servedmodel(key) or {}
-        claim = ((sm.get("spec") or {}).get("storage") or {}).get("persistentVolumeClaim") or {}
-        if claim.get("claimName") == name:
-            queue.add(key)
-
-
-SERVICE_MONITOR_CRD = "servicemonitors.monitoring.coreos.com"
+    for key in servedmodel_by_claim.get((namespace, name), []):
+        queue.add(key)
 
 
 @kopf.on.event(

@@ -94,6 +94,7 @@ def load_credentials(kubeconfig: str | None = None) -> Credentials:
 class KubeApi:
     creds: Credentials
     timeout: float = 30.0
+    user_agent: str = OPERATOR_NAME
     calls: Counter = field(default_factory=Counter)  # (method, kind) -> count, for tests and metrics
     _local: threading.local = field(default_factory=threading.local)
 
@@ -122,7 +123,7 @@ class KubeApi:
         content_type: str = "application/json",
         params: dict[str, str] | None = None,
     ) -> dict[str, Any]:
-        headers = {"Accept": "application/json", "User-Agent": OPERATOR_NAME}
+        headers = {"Accept": "application/json", "User-Agent": self.user_agent}
         token = self._token()
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -201,30 +202,10 @@ class KubeApi:
         path = f"/apis/{group}/{version}/namespaces/{namespace}/{PLURAL}/{name}/status"
         self.request("PATCH", path, "status", body=patch, content_type="application/merge-patch+json")
 
-    def post_event(self, involved: dict[str, Any], type_: str, reason: str, message: str, now: str) -> None:
-        meta = involved["metadata"]
-        event = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
-            "involvedObject": {
-                "apiVersion": involved["apiVersion"],
-                "kind": involved["kind"],
-                "name": meta["name"],
-                "namespace": meta["namespace"],
-                "uid": meta.get("uid"),
-                "resourceVersion": meta.get("resourceVersion"),
-            },
-            "type": type_,
-            "reason": reason,
-            "message": message[:1024],
-            "source": {"component": OPERATOR_NAME},
-            "reportingComponent": OPERATOR_NAME,
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-        }
-        try:
-            self.request("POST", f"/api/v1/namespaces/{meta['namespace']}/events", "Event", body=event)
-        except (ApiError, requests.RequestException) as exc:  # an event is never worth failing a reconcile
-            log.warning("could not post event %s: %s", reason, exc)
+    def create_event(self, event: dict[str, Any]) -> dict[str, Any]:
+        namespace = event["metadata"]["namespace"]
+        return self.request("POST", f"/api/v1/namespaces/{namespace}/events", "Event", body=event)
+
+    def patch_event(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        path = f"/api/v1/namespaces/{namespace}/events/{name}"
+        return self.request("PATCH", path, "Event", body=patch, content_type="application/merge-patch+json")

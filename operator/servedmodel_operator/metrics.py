@@ -22,6 +22,12 @@ MODEL_SERVER_REQUESTS = Counter(
     "Status requests sent to TF Serving model servers, by outcome (ok, not_found, unreachable).",
     ["outcome"],
 )
+EVENTS = Counter(
+    "servedmodel_events_total",
+    "Kubernetes Events by outcome (posted, counted on an existing one, dropped_rate_limited, "
+    "dropped_queue_full, failed).",
+    ["outcome"],
+)
 QUEUE_DEPTH = Gauge("servedmodel_workqueue_depth", "ServedModels waiting for or in a reconcile.")
 
 

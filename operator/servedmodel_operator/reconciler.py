@@ -9,21 +9,23 @@ transitions users care about.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import requests
 
 from . import status as st
-from .constants import ANNOTATION_SPEC_HASH, GROUP, HANDOVER_FIELD_MANAGER, VERSION
+from .constants import GROUP, HANDOVER_FIELD_MANAGER, VERSION
 from .drift import needs_apply
+from .event_policy import DELETED, EventPolicy, ImmediateRecorder, apply_reason
 from .export_lifecycle import ExportLifecycle
 from .kube import ApiError, KubeApi
 from .labels import applied_labels, hold, pending_message, staged_labels
-from .modelserver import ModelServerPoller, VersionState, serving_verdict
+from .modelserver import ModelServerPoller, Observation, observation_verdict
 from .policy import Policy
 from .render import PRUNABLE_KINDS, endpoints, names, render, track_service_name
 from .replicas_handover import handover
@@ -48,21 +50,33 @@ class Cache(Protocol):
     def servedmodel_keys(self) -> Iterable[Key]: ...
 
 
+def _age(sm: dict[str, Any]) -> float | None:
+    """Seconds since the ServedModel was created (None when its creationTimestamp cannot be read)."""
+    created = sm["metadata"].get("creationTimestamp")
+    try:
+        return time.time() - dt.datetime.fromisoformat(str(created).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
 @dataclass
 class Reconciler:
     api: KubeApi
     cache: Cache
-    # Ready reasons already announced with an event, so a resync does not repeat them.
-    _announced: dict[Key, tuple[int, str]] = field(default_factory=dict)
+    # What events to post, and where to (the operator's recorder posts them off the reconcile worker).
+    events: EventPolicy | None = None
     _discovery: tuple[float, bool] | None = None
     poller: ModelServerPoller | None = None
-    schedule: Callable[[Key, float], None] | None = None  # reconcile this key again after a delay
     policy: Policy = field(default_factory=Policy)  # the images and accounts ServedModels may use
+
+    def __post_init__(self) -> None:
+        if self.events is None:
+            self.events = EventPolicy(ImmediateRecorder(self.api))
 
     async def reconcile(self, key: Key) -> None:
         sm = self.cache.servedmodel(key)
         if sm is None or sm["metadata"].get("deletionTimestamp"):
-            self._announced.pop(key, None)
+            self.events.forget(key)
             if self.poller is not None:
                 self.poller.forget(key)
             return  # gone or going: owner references let the garbage collector remove the children
@@ -103,23 +117,29 @@ class Reconciler:
         # Nothing half-created: when more than one child changes, the API server first judges the rest
         # (a server-side dry run: admission and validation, nothing stored). The first one's real apply is
         # its own check, since nothing was written before it.
-        for desired in pending[1:]:
-            if await self._apply(key, sm, spec, desired, dry_run=True) is None:
-                return
-        for desired in desired_objects:
-            kind, name = desired["kind"], desired["metadata"]["name"]
-            live = self.cache.child(kind, spec.namespace, name)
-            if needs_apply(desired, live):
-                await self._hand_over_replicas(desired, live)
-                applied = await self._apply(key, sm, spec, desired)
-                if applied is None:
-                    return
-                await self._announce_apply(sm, desired, live)
-                live, applied_any = applied, True
-            if kind == "Deployment" and name == names(spec)["deployment"]:
-                deployment = live
-            elif kind == "Deployment":
-                canary_deployment = live
+        if not await self._judge(key, sm, spec, pending[1:]):
+            return
+        announced: dict[str, list[tuple[str, str]]] = {}  # reason -> children: one event per reason
+        try:
+            for desired in desired_objects:
+                kind, name = desired["kind"], desired["metadata"]["name"]
+                live = self.cache.child(kind, spec.namespace, name)
+                if needs_apply(desired, live):
+                    await self._hand_over_replicas(desired, live)
+                    applied = await self._apply(key, sm, spec, desired)
+                    if applied is None:
+                        return
+                    reason = apply_reason(desired, live)
+                    log.info("%s/%s: %s %s %s", key[0], key[1], reason, kind, name)
+                    announced.setdefault(reason, []).append((kind, name))
+                    live, applied_any = applied, True
+                if kind == "Deployment" and name == names(spec)["deployment"]:
+                    deployment = live
+                elif kind == "Deployment":
+                    canary_deployment = live
+        finally:  # what was applied is announced, even when a later child failed
+            for reason, children in announced.items():
+                self.events.children(sm, reason, children)
 
         pruned, undeleted = await self._prune(
             sm,
@@ -141,19 +161,25 @@ class Reconciler:
                 else c
                 for c in conditions
             ]
-        versions = await self._model_server(
-            key, sm, spec, deployment, conditions, "stable" if spec.canary else None
-        )
-        canary_status = None
+        server = self._model_server(key, sm, spec, deployment, conditions, "stable" if spec.canary else None)
+        canary_status, canary_server = None, None
         if spec.canary is not None:
-            canary_status = await self._canary_status(key, sm, spec, canary_deployment, conditions)
-        if versions is not None:
+            canary_status, canary_server = self._canary_status(key, sm, spec, canary_deployment, conditions)
+        versions = server.versions if server is not None and server.reachable else None
+        if server is not None:
             failed = [
                 f"version {v.version} failed to load: {v.error_code}: {v.error_message}"
-                for v in versions
+                for v in versions or []
                 if v.failed
             ]
-            conditions = st.with_model_server(conditions, serving_verdict(spec, versions), failed)
+            conditions = st.with_model_server(conditions, observation_verdict(spec, server), failed)
+        # The first answer of a model server whose pods just turned ready is a poll away: a status already
+        # written for this generation waits for it rather than saying Ready from an assumption (and then
+        # flipping when the answer comes, as it would on every operator restart).
+        awaiting = any(o is not None and not o.polled for o in (server, canary_server))
+        defer = awaiting and (sm.get("status") or {}).get("observedGeneration") == sm["metadata"].get(
+            "generation"
+        )
         if undeleted:
             conditions = st.with_delete_failures(conditions, undeleted)
         conflict = access_conflict(spec, self.cache.pvc_access_modes(spec.namespace, spec.claim_name))
@@ -165,6 +191,9 @@ class Reconciler:
                 sm, spec, export_record or {}
             )
             conditions.append(export_condition)
+        if defer and not undeleted:
+            log.debug("%s/%s: status waits for the model server's first answer", *key)
+            return
         wrote_status = await self._write_status(
             key,
             sm,
@@ -190,24 +219,48 @@ class Reconciler:
         dry_run: bool = False,
     ) -> dict[str, Any] | None:
         """Server-side apply one child; None when the API server rejected it (status then says so)."""
-        kind, name = desired["kind"], desired["metadata"]["name"]
         try:
             return await asyncio.to_thread(self.api.apply, desired, dry_run)
-        except ApiError as exc:
-            if not exc.permanent:
-                raise Retry(f"applying {kind} {name}: {exc}") from exc
-            await self._blocked(
-                key,
-                sm,
-                spec,
-                "ApplyFailed",
-                f"The API server rejected {kind} {name!r}: {exc.message}",
-            )
-            if exc.forbidden:
-                raise Retry(f"applying {kind} {name}: {exc}") from exc
-            return None
-        except requests.RequestException as exc:
+        except (ApiError, requests.RequestException) as exc:
+            return await self._rejected(key, sm, spec, desired, exc)
+
+    async def _judge(
+        self, key: Key, sm: dict[str, Any], spec: ServedModelSpec, pending: list[dict[str, Any]]
+    ) -> bool:
+        """Server-side dry runs of `pending`, all at once (a create costs one round trip, not one per child);
+        False when one was rejected (the first in order is reported, as a real apply's would be)."""
+
+        async def judge(desired: dict[str, Any]) -> Exception | None:
+            try:
+                await asyncio.to_thread(self.api.apply, desired, True)
+                return None
+            except (ApiError, requests.RequestException) as exc:
+                return exc
+
+        for desired, exc in zip(pending, await asyncio.gather(*map(judge, pending)), strict=True):
+            if exc is not None:
+                await self._rejected(key, sm, spec, desired, exc)
+                return False
+        return True
+
+    async def _rejected(
+        self, key: Key, sm: dict[str, Any], spec: ServedModelSpec, desired: dict[str, Any], exc: Exception
+    ) -> None:
+        """A transient failure is retried; a rejection is reported in status (and retried when it is
+        a missing right, which an administrator may grant without touching the ServedModel)."""
+        kind, name = desired["kind"], desired["metadata"]["name"]
+        if not isinstance(exc, ApiError) or not exc.permanent:
             raise Retry(f"applying {kind} {name}: {exc}") from exc
+        await self._blocked(
+            key,
+            sm,
+            spec,
+            "ApplyFailed",
+            f"The API server rejected {kind} {name!r}: {exc.message}",
+        )
+        if exc.forbidden:
+            raise Retry(f"applying {kind} {name}: {exc}") from exc
+        return None
 
     async def _hand_over_replicas(self, desired: dict[str, Any], live: dict[str, Any] | None) -> None:
         """Autoscaling turned on: keep the Deployment's replicas through the switch (replicas_handover.py)."""
@@ -229,12 +282,13 @@ class Reconciler:
         previous = applied_labels(self.cache.child("ConfigMap", spec.namespace, names(spec)["configmap"]))
         observed = None
         if self.poller is not None:
-            observed, _ = self.poller.observed(key if spec.canary is None else (*key, "stable"))
+            seen = self.poller.observed(key if spec.canary is None else (*key, "stable"))
+            observed = seen.versions if seen.reachable else None
         available = {v.version for v in observed or [] if v.state == "AVAILABLE"}
         labels, held = staged_labels(spec.version_labels, previous, available)
         return (hold(spec, labels, held) if held else spec), held
 
-    async def _model_server(
+    def _model_server(
         self,
         key: Key,
         sm: dict[str, Any],
@@ -242,34 +296,30 @@ class Reconciler:
         deployment: dict[str, Any] | None,
         conditions: list[st.Condition],
         track: str | None = None,
-    ) -> list[VersionState] | None:
-        """Ask TF Serving which versions it serves, when a pod is ready to answer; None if unknown.
-
-        With a canary running, each track is asked through its own Service, so answers never mix.
-        """
+    ) -> Observation | None:
+        """What the model server last said (the poller asks it from its own task); None while no pod is
+        ready to answer. With a canary running, each track is asked through its own Service."""
+        poll_key = key if track is None else (*key, track)
         ready_pods = ((deployment or {}).get("status") or {}).get("readyReplicas") or 0
-        if self.poller is None or not ready_pods:
+        if self.poller is None:
+            return None
+        if not ready_pods:
+            self.poller.unwatch(poll_key)
             return None
         busy = any(c.type == st.PROGRESSING and c.status for c in conditions)
         fingerprint = str(sm["metadata"].get("generation", 0))
-        poll_key = key if track is None else (*key, track)
         service = track_service_name(spec, track) if track else None
-        delay = await self.poller.poll(poll_key, spec, fingerprint, busy, service)
-        if self.schedule is not None:
-            self.schedule(key, delay)
-        versions, error = self.poller.observed(poll_key)
-        if error:
-            log.debug("%s/%s: %s", key[0], key[1], error)
-        return versions
+        self.poller.watch(poll_key, self.poller.url(spec, service), fingerprint, busy, _age(sm))
+        return self.poller.observed(poll_key)
 
-    async def _canary_status(
+    def _canary_status(
         self,
         key: Key,
         sm: dict[str, Any],
         spec: ServedModelSpec,
         deployment: dict[str, Any] | None,
         conditions: list[st.Condition],
-    ) -> dict[str, Any]:
+    ) -> tuple[dict[str, Any], Observation | None]:
         assert spec.canary is not None
         st_ = (deployment or {}).get("status") or {}
         status: dict[str, Any] = {
@@ -278,13 +328,15 @@ class Reconciler:
             "readyReplicas": st_.get("readyReplicas", 0) or 0,
             "service": track_service_name(spec, "canary"),
         }
-        versions = await self._model_server(key, sm, spec.canary_view(), deployment, conditions, "canary")
-        if versions is not None:
-            status["versions"] = [v.to_status() for v in versions]
-        return status
+        server = self._model_server(key, sm, spec.canary_view(), deployment, conditions, "canary")
+        if server is not None and server.reachable and server.versions is not None:
+            status["versions"] = [v.to_status() for v in server.versions]
+        return status, server
 
     async def _event(self, sm: dict[str, Any], type_: str, reason: str, message: str) -> None:
-        await asyncio.to_thread(self.api.post_event, sm, type_, reason, message, st.now_rfc3339())
+        """Queue an event (posted off this worker by the recorder)."""
+        assert self.events is not None
+        self.events.emit(sm, type_, reason, message)
 
     def set_service_monitor_api(self, served: bool) -> None:
         """What the CRD watch saw is fresher than any discovery answer: the API server's discovery lags."""
@@ -326,6 +378,19 @@ class Reconciler:
         a child left behind keeps working (a rolled-back canary keeps its share of the traffic), so the
         refusal goes to status, not only to the log.
         """
+        deleted: list[tuple[str, str]] = []
+        try:
+            return await self._prune_children(spec, desired, keep, deleted)
+        finally:  # one event for everything deleted, even when a later delete failed
+            self.events.children(sm, DELETED, deleted)
+
+    async def _prune_children(
+        self,
+        spec: ServedModelSpec,
+        desired: set[tuple[str, str]],
+        keep: tuple[str, ...],
+        deleted: list[tuple[str, str]],
+    ) -> tuple[bool, list[str]]:
         pruned, refused = False, []
         for kind in PRUNABLE_KINDS:
             if kind in keep:  # not known whether the spec still renders it (discovery failed)
@@ -346,28 +411,10 @@ class Reconciler:
                         f"cannot delete {kind} {name!r}, which the spec no longer asks for: {exc.message}"
                     )
                     continue
-                message = f"Deleted {kind} {name}, which the spec no longer asks for"
-                await self._event(sm, "Normal", "Deleted", message)
+                log.info("%s/%s: deleted %s %s", spec.namespace, spec.name, kind, name)
+                deleted.append((kind, name))
                 pruned = True
         return pruned, refused
-
-    async def _announce_apply(
-        self, sm: dict[str, Any], desired: dict[str, Any], live: dict[str, Any] | None
-    ) -> None:
-        kind, name = desired["kind"], desired["metadata"]["name"]
-        if live is None:
-            reason, message = "Created", f"Created {kind} {name}"
-        elif (live["metadata"].get("annotations") or {}).get(ANNOTATION_SPEC_HASH) == desired["metadata"][
-            "annotations"
-        ][ANNOTATION_SPEC_HASH]:
-            reason, message = (
-                "DriftCorrected",
-                f"Restored {kind} {name}, which was changed outside the operator",
-            )
-        else:
-            reason, message = "Updated", f"Updated {kind} {name} to the current spec"
-        log.info("%s/%s: %s", sm["metadata"]["namespace"], sm["metadata"]["name"], message)
-        await self._event(sm, "Normal", reason, message)
 
     async def _blocked(
         self, key: Key, sm: dict[str, Any], spec: ServedModelSpec | None, reason: str, message: str
@@ -414,20 +461,5 @@ class Reconciler:
                 raise Retry(f"writing status: {exc}") from exc
             except requests.RequestException as exc:
                 raise Retry(f"writing status: {exc}") from exc
-        await self._announce_ready(key, sm, conditions[0], generation)
+        self.events.ready(key, sm, conditions[0], generation)
         return patch is not None
-
-    async def _announce_ready(
-        self, key: Key, sm: dict[str, Any], ready: st.Condition, generation: int
-    ) -> None:
-        """One event per Ready reason and generation: users see transitions, not every resync."""
-        mark = (generation, ready.reason)
-        if self._announced.get(key) == mark:
-            return
-        previous = self._announced.get(key)
-        self._announced[key] = mark
-        quiet = {"ReplicasNotReady", "DeploymentMissing"}
-        if ready.reason in quiet or (previous is None and ready.status):
-            return  # in progress, or already serving when the operator (re)started: nothing new to say
-        type_ = "Normal" if ready.status or ready.reason == "ScaledToZero" else "Warning"
-        await self._event(sm, type_, ready.reason, ready.message)

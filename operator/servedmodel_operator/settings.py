@@ -21,6 +21,16 @@ def _env_list(name: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in os.environ.get(name, "").split(",") if item.strip())
 
 
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise SystemExit(f"{name} must be a number, got {raw!r}") from None
+
+
 @dataclass(frozen=True)
 class Settings:
     workers: int = 4  # reconciles running at once (each for a different ServedModel)
@@ -34,6 +44,11 @@ class Settings:
     # Who may run what (policy.py): image prefixes and ServiceAccount names a ServedModel may use; empty: any.
     allowed_image_prefixes: tuple[str, ...] = ()
     allowed_service_accounts: tuple[str, ...] = ()
+    # Leader election (--leader-elect), client-go's defaults: a standby takes over at most
+    # lease_duration after the leader's last renewal; a leader that cannot renew for renew_deadline exits.
+    lease_duration_seconds: float = 15.0
+    renew_deadline_seconds: float = 10.0
+    retry_period_seconds: float = 2.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -49,4 +64,11 @@ class Settings:
             model_server_url=os.environ.get("SERVEDMODEL_MODEL_SERVER_URL") or cls.model_server_url,
             allowed_image_prefixes=_env_list("SERVEDMODEL_ALLOWED_IMAGE_PREFIXES"),
             allowed_service_accounts=_env_list("SERVEDMODEL_ALLOWED_SERVICE_ACCOUNTS"),
+            lease_duration_seconds=_env_float(
+                "SERVEDMODEL_LEASE_DURATION_SECONDS", cls.lease_duration_seconds
+            ),
+            renew_deadline_seconds=_env_float(
+                "SERVEDMODEL_RENEW_DEADLINE_SECONDS", cls.renew_deadline_seconds
+            ),
+            retry_period_seconds=_env_float("SERVEDMODEL_RETRY_PERIOD_SECONDS", cls.retry_period_seconds),
         )

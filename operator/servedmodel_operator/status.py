@@ -16,7 +16,7 @@ READY, PROGRESSING, DEGRADED, EXPORTED = "Ready", "Progressing", "Degraded", "Ex
 @dataclass(frozen=True)
 class Condition:
     type: str
-    status: bool
+    status: bool | None  # None: Unknown (the operator cannot tell)
     reason: str
     message: str
 
@@ -32,7 +32,7 @@ def merge_conditions(
     previous = {c.get("type"): c for c in old or []}
     merged = []
     for cond in new:
-        status = "True" if cond.status else "False"
+        status = "Unknown" if cond.status is None else "True" if cond.status else "False"
         before = previous.get(cond.type)
         since = before.get("lastTransitionTime") if before and before.get("status") == status else None
         merged.append(

@@ -34,11 +34,11 @@ def admin(tools_dir: Path, cluster: LocalCluster, crd: None) -> UserTools:
 
 
 @pytest.fixture
-def start_operator(tmp_path: Path) -> Iterator:
+def start_operator(tmp_path: Path, model_servers) -> Iterator:
     started: list[ChartOperator] = []
 
     def start(kubeconfig: Path, args: list[str], name: str = "operator") -> ChartOperator:
-        op = ChartOperator(kubeconfig, tmp_path / f"{name}.log", args)
+        op = ChartOperator(kubeconfig, tmp_path / f"{name}.log", args, model_servers.url_template)
         started.append(op)
         op.wait_live()
         return op

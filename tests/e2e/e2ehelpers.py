@@ -177,7 +177,7 @@ def describe(event: dict) -> str:
 class ChartOperator(OperatorProcess):
     """The operator with a chart ServiceAccount's kubeconfig, logging JSON as the chart runs it."""
 
-    def __init__(self, kubeconfig: Path, log_path: Path, args: list[str]):
+    def __init__(self, kubeconfig: Path, log_path: Path, args: list[str], model_server_url: str):
         super().__init__(
             kubeconfig,
             log_path,
@@ -185,5 +185,7 @@ class ChartOperator(OperatorProcess):
             {
                 "PYTHONPATH": os.pathsep.join([str(ROOT / "operator"), os.environ.get("PYTHONPATH", "")]),
                 "SERVEDMODEL_RESYNC_SECONDS": "5",
+                # kwok runs no TF Serving: tests/modelfleet.py answers the operator's polls.
+                "SERVEDMODEL_MODEL_SERVER_URL": model_server_url,
             },
         )

@@ -21,7 +21,7 @@ KUBE_VERSIONS = ["1.28.0", "1.29.0", "1.32.0", "1.35.0"]
 
 RICH_VALUES = {
     "watchNamespaces": ["ml-prod", "ml-staging"],
-    "peering": {"enabled": True, "name": "sm-peering"},
+    "leaderElection": {"leaseName": "sm-leader"},
     "podDisruptionBudget": {"enabled": True, "maxUnavailable": 1},
     "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
     "image": {"digest": "sha256:" + "0123456789abcdef" * 4},
@@ -117,7 +117,23 @@ def test_default_render_is_secure_and_least_privilege(user: UserTools):
         "--log-format=json",
         "--liveness=http://0.0.0.0:8080/healthz",
         "--metrics-port=9090",
+        "--leader-elect",
+        "--leader-election-id=servedmodel-operator",
     ]
+    # Two replicas, one leader: spread over nodes, never both taken by a drain, rolled one at a time.
+    assert deploy["spec"]["replicas"] == 2
+    assert deploy["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+    }
+    (term,) = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert term["podAffinityTerm"] == {
+        "topologyKey": "kubernetes.io/hostname",
+        "labelSelector": {"matchLabels": deploy["spec"]["selector"]["matchLabels"]},
+    }
+    env = {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+    assert env["POD_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    assert env["SERVEDMODEL_LEASE_DURATION_SECONDS"] == "15"
     for probe in ("livenessProbe", "readinessProbe"):
         assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert container["ports"] == [
@@ -125,7 +141,20 @@ def test_default_render_is_secure_and_least_privilege(user: UserTools):
         {"name": "metrics", "containerPort": 9090, "protocol": "TCP"},
     ]
     assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
-    assert not by_kind(objs, "PodDisruptionBudget") and not by_kind(objs, "Role")
+    (pdb,) = by_kind(objs, "PodDisruptionBudget")
+    assert pdb["spec"] == {"maxUnavailable": 1, "selector": deploy["spec"]["selector"]}
+    # The Lease, and only it: a Role in the release namespace, get/update limited to its name.
+    (lease_role,) = by_kind(objs, "Role")
+    assert lease_role["metadata"]["name"] == "servedmodel-operator-leader-election"
+    assert lease_role["rules"] == [
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "resourceNames": ["servedmodel-operator"],
+            "verbs": ["get", "update"],
+        },
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+    ]
     (role,) = by_kind(objs, "ClusterRole")
     rules = role["rules"]
     for rule in rules:
@@ -141,7 +170,9 @@ def test_default_render_is_secure_and_least_privilege(user: UserTools):
     }
     assert ("", "configmaps", "patch") in granted and ("", "configmaps", "create") in granted
     assert ("apps", "deployments", "update") not in granted and ("", "configmaps", "get") not in granted
-    assert not any(g == "kopf.dev" for g, _, _ in granted), "standalone mode needs no peering rights"
+    assert not any(g in ("kopf.dev", "coordination.k8s.io") for g, _, _ in granted), (
+        "no cluster-wide Lease rights"
+    )
     for labelled in objs:
         labels = labelled["metadata"]["labels"]
         assert labels["app.kubernetes.io/name"] == "servedmodel-operator", labelled["kind"]
@@ -157,16 +188,12 @@ def test_rich_render_scopes_rbac_to_the_watched_namespaces(user: UserTools, tmp_
     (cluster_role,) = by_kind(objs, "ClusterRole")
     cluster_resources = {r for rule in cluster_role["rules"] for r in rule["resources"]}
     assert cluster_resources == {"customresourcedefinitions", "namespaces"}
-    roles = by_kind(objs, "Role")
+    roles = [r for r in by_kind(objs, "Role") if not r["metadata"]["name"].endswith("-leader-election")]
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["ml-prod", "ml-staging"]
     assert sorted(b["metadata"]["namespace"] for b in by_kind(objs, "RoleBinding")) == [
         "ml-prod",
         "ml-staging",
-    ]
-    assert any("kopfpeerings" in rule["resources"] for rule in roles[0]["rules"])
-    assert sorted(p["metadata"]["namespace"] for p in by_kind(objs, "KopfPeering")) == [
-        "ml-prod",
-        "ml-staging",
+        "servedmodel-system",  # the leader-election binding, in the release namespace
     ]
     container = by_kind(objs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
     assert container["args"] == [
@@ -175,7 +202,8 @@ def test_rich_render_scopes_rbac_to_the_watched_namespaces(user: UserTools, tmp_
         "--metrics-port=9090",
         "--namespace=ml-prod",
         "--namespace=ml-staging",
-        "--peering=sm-peering",
+        "--leader-elect",
+        "--leader-election-id=sm-leader",
         "--verbose",
     ]
     assert container["image"] == "ghcr.io/servedmodel/servedmodel-operator@sha256:" + "0123456789abcdef" * 4
@@ -202,9 +230,10 @@ def test_long_release_names_are_truncated_to_63_characters(user: UserTools):
         ({"replicas": 2}, "additional properties 'replicas' not allowed"),
         ({"watchNamespaces": "ml-prod"}, "watchNamespaces"),
         ({"watchNamespaces": ["ML_Prod"]}, "does not match pattern"),
-        ({"replicaCount": 3}, "maximum"),
+        ({"replicaCount": -1}, "minimum"),
         ({"image": {"pullPolicy": "Sometimes"}}, "at '/image/pullPolicy': value must be one of"),
-        ({"peering": {"enabled": "yes"}}, "peering/enabled"),
+        ({"leaderElection": {"enabled": "yes"}}, "leaderElection/enabled"),
+        ({"podAntiAffinity": "always"}, "podAntiAffinity"),
         ({"podDisruptionBudget": {"enabld": True}}, "additional properties 'enabld' not allowed"),
     ],
 )
@@ -218,8 +247,7 @@ def test_values_schema_rejects_bad_values_with_a_clear_message(
 
 
 def test_rich_render_passes_a_server_side_dry_run(admin: UserTools, tmp_path: Path):
-    """The local API server (1.34) accepts every object as rendered (without the peering hooks, whose CRD
-    a dry run does not create)."""
+    """The local API server (1.34) accepts every object as rendered."""
     suffix = uuid.uuid4().hex[:6]
     namespaces = [f"dry-{suffix}-a", f"dry-{suffix}-b"]
     for ns in ["dry-" + suffix, *namespaces]:

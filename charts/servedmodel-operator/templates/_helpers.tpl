@@ -121,14 +121,19 @@ namespace otherwise). Each one is used by the operator today; docs/install.md sa
 - apiGroups: [""]
   resources: [persistentvolumeclaims]
   verbs: [list, watch]
-# Events on ServedModels (the operator's and kopf's own, both core/v1).
+# Events on ServedModels (the operator's and kopf's own, both core/v1); patch counts a repeated event on
+# the one already posted instead of posting it again (as client-go's recorder does).
 - apiGroups: [""]
   resources: [events]
-  verbs: [create]
-{{- if and .Values.peering.enabled .Values.watchNamespaces }}
-# kopf peering, namespaced: watch the KopfPeering and keep this instance's entry alive in it.
-- apiGroups: [kopf.dev]
-  resources: [kopfpeerings]
-  verbs: [list, watch, patch]
+  verbs: [create, patch]
 {{- end }}
+
+{{/* The Lease leader election uses. */}}
+{{- define "servedmodel-operator.leaseName" -}}
+{{- default (include "servedmodel-operator.fullname" .) .Values.leaderElection.leaseName -}}
+{{- end }}
+
+{{/* The leader-election Role and RoleBinding: the full name (cut to leave room) and a suffix. */}}
+{{- define "servedmodel-operator.leaderElectionName" -}}
+{{- printf "%s-leader-election" (include "servedmodel-operator.fullname" . | trunc 46 | trimSuffix "-") -}}
 {{- end }}

@@ -13,6 +13,7 @@ import pytest
 from chartrights import chart_rules, grant_chart_rights
 from kubehelpers import Kube, OperatorProcess, pvc
 from localcluster import OPERATOR_USER, LocalCluster
+from modelfleet import ModelServerFleet
 
 ROOT = Path(__file__).resolve().parents[3]
 CRD = ROOT / "crds" / "servedmodel.io_servedmodels.yaml"
@@ -46,10 +47,7 @@ def fcluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]
     try:
         cp.kubectl("apply", "--server-side", "-f", str(CRD))
         Kube(cp).wait_established("servedmodels.servedmodel.io")
-        # The chart's rules in peering mode (test_peering runs replicas in a kopf peering).
-        grant_chart_rights(
-            cp.kubectl, OPERATOR_USER, "faults-operator", chart_rules(["--set", "peering.enabled=true"])
-        )
+        grant_chart_rights(cp.kubectl, OPERATOR_USER, "faults-operator", chart_rules())
         yield cp
     finally:
         cp.stop()
@@ -72,8 +70,16 @@ def fnamespace(fkube: Kube) -> Iterator[str]:
     fkube.kubectl("delete", "namespace", name, "--wait=true", "--timeout=180s", check=False)
 
 
+@pytest.fixture(scope="package")
+def fmodel_servers(fcluster: LocalCluster) -> Iterator[ModelServerFleet]:
+    """The model servers of this package's own cluster (see tests/modelfleet.py)."""
+    fleet = ModelServerFleet(fcluster)
+    yield fleet
+    fleet.close()
+
+
 @pytest.fixture
-def spawn_operator(fcluster: LocalCluster, tmp_path: Path) -> Iterator[Any]:
+def spawn_operator(fcluster: LocalCluster, fmodel_servers: ModelServerFleet, tmp_path: Path) -> Iterator[Any]:
     """Start operator processes; every one still running is stopped at the end of the test."""
     started: list[Operator] = []
 
@@ -88,7 +94,11 @@ def spawn_operator(fcluster: LocalCluster, tmp_path: Path) -> Iterator[Any]:
             fcluster,
             tmp_path / f"{name}-{len(started)}.log",
             list(args),
-            {"SERVEDMODEL_RESYNC_SECONDS": "4", **(env or {})},
+            {
+                "SERVEDMODEL_RESYNC_SECONDS": "4",
+                "SERVEDMODEL_MODEL_SERVER_URL": fmodel_servers.url_template,
+                **(env or {}),
+            },
             cmd,
             kubeconfig,
         )

@@ -23,7 +23,8 @@ def image_tools() -> None:
     proc = subprocess.run(["bash", str(script)], capture_output=True, text=True)
     missing = [tool for tool in ("buildah", "umoci", "runc", "mmdebstrap") if shutil.which(tool) is None]
     assert proc.returncode == 0 and not missing, (
-        f"image tools missing: {missing}; tools/dev/system-packages.sh said:\n{proc.stderr}")
+        f"image tools missing: {missing}; tools/dev/system-packages.sh said:\n{proc.stderr}"
+    )
 
 
 @pytest.fixture(scope="session")

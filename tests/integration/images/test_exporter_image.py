@@ -30,7 +30,8 @@ def test_exporter_image_publishes_a_keras_model(built_image, tmp_path: Path) -> 
     source = tmp_path / "source"
     source.mkdir(mode=0o755)
     model = keras.Sequential(
-        [keras.Input((4,), name="features"), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(2)])
+        [keras.Input((4,), name="features"), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(2)]
+    )
     model.save(source / "model.keras")
     (source / "model.keras").chmod(0o644)
     models = tmp_path / "models"

@@ -27,7 +27,8 @@ def _kube_config_dir(cluster: LocalCluster, into: Path) -> Path:
     into.mkdir(mode=0o755)
     shutil.copy(cluster.ca_file, into / "ca.crt")
     (into / "kubeconfig").write_text(
-        kubeconfig_text(cluster.server, Path(CONF) / "ca.crt", OPERATOR_USER, cluster.operator_token))
+        kubeconfig_text(cluster.server, Path(CONF) / "ca.crt", OPERATOR_USER, cluster.operator_token)
+    )
     for path in into.iterdir():
         path.chmod(0o644)
     return into
@@ -46,8 +47,12 @@ def test_operator_image_starts_non_root_read_only_and_answers_its_health_endpoin
     container = OciContainer(
         image,
         tmp_path / "container",
-        args=["--log-format=json", f"--liveness=http://127.0.0.1:{port}/healthz",
-              f"--metrics-port={metrics_port}", f"--namespace={namespace}"],
+        args=[
+            "--log-format=json",
+            f"--liveness=http://127.0.0.1:{port}/healthz",
+            f"--metrics-port={metrics_port}",
+            f"--namespace={namespace}",
+        ],
         env={"KUBECONFIG": f"{CONF}/kubeconfig"},
         mounts=[Mount(CONF, _kube_config_dir(cluster, tmp_path / "conf"))],
         host_network=True,

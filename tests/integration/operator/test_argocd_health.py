@@ -69,7 +69,7 @@ def test_no_status_then_ready_then_a_new_generation(kube, operator, namespace, s
     eventually(lambda: reason(kube, namespace, "resnet", "Ready") == "ModelServing", timeout=90, what="Ready")
     assert health(script, get(kube, namespace, "resnet")) == (
         "Healthy",
-        "ModelServing: 1/1 model server replicas have a servable version.",
+        "ModelServing: Serving versions 1.",
     )
 
     # The object as the API server answers the edit: generation 2, the status still about generation 1.

@@ -9,7 +9,7 @@ from kubehelpers import condition, eventually, pvc, servedmodel
 pytestmark = pytest.mark.integration
 
 
-def test_canary_then_promote(kube, operator, namespace):
+def test_canary_then_promote(kube, operator, model_servers, namespace):
     kube.apply(pvc("models", namespace))
     base = {"replicas": 3, "versionLabels": {"stable": 3}}
     kube.apply(
@@ -41,7 +41,9 @@ def test_canary_then_promote(kube, operator, namespace):
     )
     assert tracks == ["canary", "stable", "stable", "stable"]
 
-    # Promote: the policy serves 4, the canary section goes away, and so do its objects.
+    # Promote: the policy serves 4, the canary section goes away, and so do its objects. From here on the
+    # model server does not answer (see below).
+    model_servers.down.add((namespace, "m"))
     kube.apply(
         servedmodel(
             "m",
@@ -64,7 +66,7 @@ def test_canary_then_promote(kube, operator, namespace):
         what="canary objects removed",
     )
     # Moving `stable` from 3 to 4 must wait until the stable pods' TF Serving reports 4 AVAILABLE (reference
-    # 4.2). No model server answers in this test, so the operator serves both versions and holds the label
+    # 4.2). The model server does not answer now, so the operator serves both versions and holds the label
     # on 3, and says so; test_model_server_status shows the label moving once 4 is AVAILABLE.
     config = kube.get("configmap", "m-config", namespace)["data"]["models.config"]
     assert "specific { versions: 3 versions: 4 }" in config and 'key: "stable" value: 3' in config

@@ -168,3 +168,49 @@ def test_a_moved_label_waits_until_its_version_is_available(kube, operator, name
                 what="server took the move",
             )
             assert not [line for line in double.logs if "not currently available for inference" in line]
+
+
+def test_an_unreachable_model_server_shows_in_status_and_ready_is_not_assumed(
+    kube, operator, model_servers, namespace
+):
+    """Pods that pass their probe say a version is servable, not which: without an answer from the model
+    server (a NetworkPolicy, an operator outside the cluster), Ready is Unknown and the reason says why."""
+    kube.apply(pvc("models", namespace))
+    model_servers.down.add((namespace, "dark"))
+    try:
+        kube.apply(servedmodel("dark", namespace))
+        sm = eventually(
+            lambda: (
+                condition(kube.get("servedmodel", "dark", namespace), "Ready").get("reason")
+                == "ModelServerUnreachable"
+                and kube.get("servedmodel", "dark", namespace)
+            ),
+            timeout=90,
+            what="ModelServerUnreachable",
+        )
+        ready = condition(sm, "Ready")
+        assert ready["status"] == "Unknown"
+        assert f"/{namespace}/dark/8501/v1/models/dark" in ready["message"]
+        assert sm["status"]["readyReplicas"] == 1  # the pods are ready; only the server's word is missing
+        assert "versions" not in sm["status"]
+        # A spec edit still reaches the Deployment: no reconcile waits for the silent server.
+        kube.apply(servedmodel("dark", namespace, podAnnotations={"edit": "1"}))
+        eventually(
+            lambda: (
+                (
+                    kube.get("deployment", "dark", namespace)["spec"]["template"]["metadata"].get(
+                        "annotations", {}
+                    )
+                ).get("edit")
+                == "1"
+            ),
+            timeout=15,
+            what="the edit applied",
+        )
+    finally:
+        model_servers.down.discard((namespace, "dark"))
+    eventually(
+        lambda: condition(kube.get("servedmodel", "dark", namespace), "Ready").get("status") == "True",
+        timeout=120,
+        what="Ready once the server answers (after the poller's backoff)",
+    )

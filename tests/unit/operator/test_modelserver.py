@@ -2,15 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from google.protobuf import json_format
 from servedmodel_operator.modelserver import (
-    FAST_SECONDS,
-    MAX_BACKOFF_SECONDS,
-    SETTLE_SECONDS,
-    SLOW_SECONDS,
-    ModelServerPoller,
     VersionState,
     parse_model_status,
     serving_verdict,
@@ -71,56 +64,3 @@ def test_verdicts_follow_the_policy():
     )
     assert ok and "loading 2" in message
     assert serving_verdict(spec({"all": {}}), vs((5, "AVAILABLE"), (4, "END")))[0]
-
-
-class FakeClock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
-
-
-def test_poll_schedule_fast_while_changing_slow_after_and_backoff_when_unreachable():
-    clock = FakeClock()
-    poller = ModelServerPoller(clock=clock)
-    calls = []
-    answers = {"ok": True}
-
-    def get(url):
-        calls.append(url)
-        if not answers["ok"]:
-            import requests
-
-            raise requests.ConnectionError("refused")
-        return vs((1, "AVAILABLE"))
-
-    poller._get = get
-    s = spec()
-
-    async def scenario():
-        key = ("ns", "m")
-        delays = [await poller.poll(key, s, "gen-1", busy=False)]
-        assert delays[0] == FAST_SECONDS  # right after a change
-        assert await poller.poll(key, s, "gen-1", busy=False) <= FAST_SECONDS
-        assert len(calls) == 1  # not due yet: no request
-        clock.now += SETTLE_SECONDS + 1
-        slow = await poller.poll(key, s, "gen-1", busy=False)
-        assert 0.8 * SLOW_SECONDS <= slow <= 1.2 * SLOW_SECONDS
-        assert poller.observed(key) == (vs((1, "AVAILABLE")), "")
-        # A spec change asks at once.
-        await poller.poll(key, s, "gen-2", busy=False)
-        assert len(calls) == 3
-        # Unreachable: exponential backoff, capped.
-        answers["ok"] = False
-        clock.now += SETTLE_SECONDS + 1
-        backoffs = []
-        for _ in range(10):
-            clock.now += 1000
-            backoffs.append(await poller.poll(key, s, "gen-2", busy=True))
-        assert backoffs[:3] == [FAST_SECONDS, 2 * FAST_SECONDS, 4 * FAST_SECONDS]
-        assert max(backoffs) == MAX_BACKOFF_SECONDS
-        assert poller.observed(key)[1].startswith("cannot reach the model server")
-
-    asyncio.run(scenario())
-    assert calls[0] == "http://m.ns.svc:8501/v1/models/m"

@@ -43,8 +43,12 @@ class Api:
     def patch_status(self, group, version, namespace, name, patch):
         self.status_patches.append(patch)
 
-    def post_event(self, involved, type_, reason, message, now):
-        self.events.append((reason, message))
+    def create_event(self, event):
+        self.events.append((event["reason"], event["message"]))
+        return {"metadata": {"name": f"e{len(self.events)}"}}
+
+    def patch_event(self, namespace, name, patch):
+        return {}
 
     def serves(self, group_version, plural):
         return False
@@ -119,7 +123,13 @@ def test_deletes_that_succeed_leave_degraded_false():
         ("Service", "m-canary"),
     ]
     assert degraded(api.status_patches[-1])["status"] == "False"
-    assert ("Deleted", "Deleted Deployment m-canary, which the spec no longer asks for") in api.events
+    deleted = (
+        "Deleted ConfigMap m-canary-config, Service m-canary and Deployment m-canary, "
+        "which the spec no longer asks for"
+    )
+    assert [e for e in api.events if e[0] == "Deleted"] == [
+        ("Deleted", deleted)
+    ]  # one event, not one per child
 
 
 def test_a_rejected_child_leaves_nothing_half_created():

@@ -34,8 +34,12 @@ class FakeApi:
     def patch_status(self, group, version, namespace, name, patch):
         self.status_patches.append(patch)
 
-    def post_event(self, involved, type_, reason, message, now):
-        self.events.append((reason, message))
+    def create_event(self, event):
+        self.events.append((event["reason"], event["message"]))
+        return {"metadata": {"name": f"{event['involvedObject']['name']}.{len(self.events)}"}}
+
+    def patch_event(self, namespace, name, patch):
+        raise AssertionError("no event repeats here")
 
     def serves(self, group_version, plural):
         return False

@@ -22,7 +22,8 @@ def test_dockerfile_reads_only_declared_inputs(name: str) -> None:
     assert read, f"{spec.dockerfile} reads nothing from its mounted context"
     for path in read:
         assert any(path == i or path.startswith(i.rstrip("/") + "/") for i in spec.inputs), (
-            f"{spec.dockerfile} reads {path}, which is not among the inputs of {name} (so not in its key)")
+            f"{spec.dockerfile} reads {path}, which is not among the inputs of {name} (so not in its key)"
+        )
     assert not re.search(r"^\s*(COPY|ADD)\s", text, re.M), "sources are mounted, never copied into a layer"
     for lock in spec.locks:
         assert lock in spec.inputs and (ROOT / lock).is_file()
@@ -67,8 +68,12 @@ def test_key_moves_with_each_input_and_not_with_bytecode(tree: Path) -> None:
     (cache / "render.cpython-311.pyc").write_bytes(b"\0")
     assert images.spec_key(spec, "base-key") == key
 
-    changed = ("operator/servedmodel_operator/render.py", "requirements/operator.lock", "operator/Dockerfile",
-               "README.md")
+    changed = (
+        "operator/servedmodel_operator/render.py",
+        "requirements/operator.lock",
+        "operator/Dockerfile",
+        "README.md",
+    )
     for rel in changed:
         path = tree / rel
         original = path.read_bytes()

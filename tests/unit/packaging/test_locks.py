@@ -30,7 +30,8 @@ def pins(lock: str) -> dict[str, str]:
         found[canonicalize_name(name)] = version
     requirement_lines = [ln for ln in text.splitlines() if ln and not ln.startswith((" ", "#"))]
     assert len(requirement_lines) == len(found), f"{lock}: lines that are not hashed pins: " + str(
-        [ln for ln in requirement_lines if not re.match(r"^[A-Za-z0-9._-]+==", ln)])
+        [ln for ln in requirement_lines if not re.match(r"^[A-Za-z0-9._-]+==", ln)]
+    )
     return found
 
 
@@ -56,7 +57,8 @@ def test_lock_pins_every_declared_dependency_within_its_range(lock: str, extras:
         name = canonicalize_name(req.name)
         assert name in locked, f"{req} is in pyproject.toml but not in requirements/{lock}: run `make lock`"
         assert req.specifier.contains(locked[name], prereleases=True), (
-            f"requirements/{lock} pins {name}=={locked[name]}, outside pyproject's {req}: run `make lock`")
+            f"requirements/{lock} pins {name}=={locked[name]}, outside pyproject's {req}: run `make lock`"
+        )
 
 
 def test_build_lock_pins_the_build_system() -> None:
