@@ -169,7 +169,7 @@ def test_a_transient_exit_code_is_retried_and_the_retry_reports_the_published_ve
 def test_finished_export_jobs_do_not_pile_up(kube, operator, namespace):
     """kwok completes each export pod; five exports later, the three newest finished Jobs remain."""
     kube.apply(pvc("models", namespace))
-    names = []
+    names, created = [], {}
     for i in range(5):
         kube.apply(servedmodel("iris", namespace, export={"source": {"path": f"incoming/iris-{i}.keras"}}))
         sm = eventually(
@@ -184,15 +184,20 @@ def test_finished_export_jobs_do_not_pile_up(kube, operator, namespace):
             what=f"export {i} Succeeded",
         )
         names.append(sm["status"]["export"]["jobName"])
+        created[names[-1]] = kube.get("job", names[-1], namespace)["metadata"]["creationTimestamp"]
         assert len(set(names)) == i + 1
     left = eventually(
         lambda: (
-            lambda jobs: len(jobs) == 4 and jobs  # the current one and the three before it
+            lambda jobs: len(jobs) == 4 and jobs  # the current one and the three newest before it
         )([j for j in _jobs(kube, namespace) if not j["metadata"].get("deletionTimestamp")]),
         timeout=60,
         what="old export Jobs deleted",
     )
-    assert sorted(j["metadata"]["name"] for j in left) == sorted(names[1:])
+    kept = {j["metadata"]["name"] for j in left}
+    assert names[-1] in kept and kept <= set(names)
+    # The one deleted is the oldest (creation times have whole seconds: a tie may pick either of two).
+    (deleted,) = set(names) - kept
+    assert all(created[deleted] <= created[name] for name in kept), (deleted, created)
     assert kube.get("servedmodel", "iris", namespace)["status"]["export"]["jobName"] == names[-1]
 
 
