@@ -408,3 +408,101 @@ def test_in_cluster_rest_and_grpc_straight_to_the_service(
     bad = [*base[:-1], json.dumps([[1.0, 2.0]]), "--grpc"]
     proc = in_pod_network(real_node, served.work, env, bad)
     assert proc.returncode == 4 and "INVALID_ARGUMENT" in proc.stderr, proc.stderr
+
+
+def test_client_in_a_pod_with_its_service_account(
+    served: Served, admin: UserTools, real_node: RealNode, node_image
+):
+    """The client as a pod runs it, on the real node: credentials from the pod's ServiceAccount token,
+    namespace from the ServiceAccount, the call straight to the Service by its cluster DNS name, REST and
+    gRPC. The pod runs the stand-in image (it has the client's dependencies: requests, kubernetes, NumPy,
+    grpcio and the TF Serving stubs) with our package mounted from a ConfigMap, under restricted Pod
+    Security."""
+    ns = served.namespace
+    package = ROOT / "operator" / "servedmodel_operator"
+    files = {"servedmodel_operator/__init__.py": package / "__init__.py"}
+    files.update(
+        {f"servedmodel_operator/client/{p.name}": p for p in sorted((package / "client").glob("*.py"))}
+    )
+    code = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "client-code", "namespace": ns},
+        "data": {key.replace("/", "__"): path.read_text() for key, path in files.items()},
+    }
+    admin.kubectl("apply", "-f", "-", input=json.dumps(code))
+    admin.kubectl("create", "serviceaccount", "caller", "-n", ns)
+    admin.kubectl(
+        "create", "role", "sm-get", "-n", ns, "--verb=get", "--resource=servedmodels.servedmodel.io"
+    )
+    admin.kubectl(
+        "create", "rolebinding", "sm-get", "-n", ns, "--role=sm-get", f"--serviceaccount={ns}:caller"
+    )
+    instances = json.dumps(SAMPLES)
+    call = f"python -m servedmodel_operator.client predict {MODEL} --instances '{instances}'"
+    script = f"{call} --version 1 && {call} --grpc --label canary"
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "client", "namespace": ns},
+        "spec": {
+            "serviceAccountName": "caller",
+            "restartPolicy": "Never",
+            "terminationGracePeriodSeconds": 1,
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": 1000,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [
+                {
+                    "name": "client",
+                    "image": node_image("tfserving-double"),
+                    "imagePullPolicy": "Never",
+                    "command": ["sh", "-c", script],
+                    "env": [
+                        {"name": "PYTHONPATH", "value": "/client"},
+                        {"name": "TF_CPP_MIN_LOG_LEVEL", "value": "3"},
+                    ],
+                    "securityContext": {
+                        "allowPrivilegeEscalation": False,
+                        "capabilities": {"drop": ["ALL"]},
+                        "readOnlyRootFilesystem": True,
+                    },
+                    "resources": {
+                        "requests": {"cpu": "100m", "memory": "256Mi"},
+                        "limits": {"memory": "1500Mi"},
+                    },
+                    "volumeMounts": [
+                        {"name": "code", "mountPath": "/client", "readOnly": True},
+                        {"name": "tmp", "mountPath": "/tmp"},
+                    ],
+                }
+            ],
+            "volumes": [
+                {
+                    "name": "code",
+                    "configMap": {
+                        "name": "client-code",
+                        "items": [{"key": key.replace("/", "__"), "path": key} for key in files],
+                    },
+                },
+                {"name": "tmp", "emptyDir": {}},
+            ],
+            **real_node.pod_placement(),
+        },
+    }
+    admin.kubectl("apply", "-f", "-", input=json.dumps(pod))
+
+    def finished():
+        phase = admin.get_json("pod", "client", "-n", ns)["status"].get("phase")
+        return phase if phase in ("Succeeded", "Failed") else None
+
+    phase = wait_for(finished, timeout=300, interval=2, what="the client pod to finish")
+    logs = admin.kubectl("logs", "client", "-n", ns).stdout
+    assert phase == "Succeeded", logs
+    answers = [json.loads(line) for line in logs.splitlines() if line.startswith("{")]
+    assert len(answers) == 2, logs
+    for answer, version in zip(answers, (1, 2), strict=True):  # REST --version 1, gRPC --label canary (2)
+        assert list(answer) == [served.output]
+        np.testing.assert_allclose(np.asarray(answer[served.output]), served.keras[version], **TOLERANCE)
