@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Refreshes the Python lock files in requirements/ from pyproject.toml (`make lock`; `make lock UPGRADE=1`
 # moves every pin to the newest allowed version). One lock per use, each with the hash of every file:
-#   dev.lock       base + exporter + test + lint extras: the development venv (tools/dev/venv.sh)
+#   dev.lock       base + every extra (exporter, test, lint, ...): the development venv (tools/dev/venv.sh)
 #   operator.lock  base dependencies only: the operator image
 #   exporter.lock  base + exporter extra (TensorFlow): the exporter and model-server stand-in images
 #   build.lock     what building our own package needs (setuptools, wheel): the image builds' wheelhouse
@@ -45,7 +45,7 @@ open(path, "w").write(text)
 PY
 }
 mkdir -p requirements
-compile dev.lock --extra test --extra lint
+compile dev.lock --all-extras
 compile operator.lock --constraint requirements/dev.lock
 compile exporter.lock --extra exporter --constraint requirements/dev.lock
 compile build.lock --all-build-deps --only-build-deps --constraint requirements/dev.lock

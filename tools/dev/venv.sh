@@ -7,9 +7,9 @@ top=$(cd "$(dirname "$0")/../.." && pwd)
 cache_root=${SERVEDMODEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/servedmodel-operator}
 python=${PYTHON:-python3}
 # Keyed by the lock file (requirements/dev.lock, `make lock`) and the Python version: the venv holds
-# exactly the locked versions, the same ones the images install.
+# exactly the locked versions, the same ones the images install. Comment lines ("# via ...") do not count.
 lock="$top/requirements/dev.lock"
-deps_hash=$(sha256sum "$lock" | cut -c1-12)
+deps_hash=$(grep -v '^ *#' "$lock" | sha256sum | cut -c1-12)
 pip_version=26.3
 key=$("$python" -c 'import sys; print("py%d%d" % sys.version_info[:2])')-$deps_hash
 venv="$cache_root/venv-$key"
