@@ -8,6 +8,8 @@ every rendered object carries and which changes with any change to the rendered 
 
 from __future__ import annotations
 
+import hashlib
+import json
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -73,3 +75,28 @@ def needs_apply(desired: dict[str, Any], live: dict[str, Any] | None) -> bool:
         if not _same(value, live.get(section), False):
             return True
     return False
+
+
+def _project(desired: Any, live: Any) -> Any:
+    """The part of `live` that `desired` speaks about (same shape as the comparison above)."""
+    if isinstance(desired, dict):
+        if not isinstance(live, dict):
+            return live
+        return {k: _project(v, live.get(k)) for k, v in desired.items()}
+    if isinstance(desired, list) and isinstance(live, list):
+        if desired and all(isinstance(d, dict) and "name" in d for d in desired):
+            by_name = {item.get("name"): item for item in live if isinstance(item, dict)}
+            return [_project(d, by_name.get(d["name"])) for d in desired]
+        return [_project(d, lv) for d, lv in zip(desired, live, strict=False)] + [len(live)]
+    return live
+
+
+def fingerprint(desired: dict[str, Any], live: dict[str, Any]) -> str:
+    """A hash of what `live` holds in the fields `desired` sets (labels, annotations and owner references of
+    its metadata; everything it renders elsewhere). Status and fields others own do not change it, so it
+    tells "still what the API server made of our apply" from "edited since"."""
+    meta = desired.get("metadata") or {}
+    wanted = {k: v for k, v in desired.items() if k not in ("apiVersion", "kind", "metadata")}
+    wanted["metadata"] = {k: meta[k] for k in ("labels", "annotations", "ownerReferences") if k in meta}
+    view = _project(wanted, live)
+    return hashlib.sha256(json.dumps(view, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -19,8 +19,8 @@ from typing import Any, Protocol
 import requests
 
 from . import status as st
-from .constants import GROUP, HANDOVER_FIELD_MANAGER, VERSION
-from .drift import needs_apply
+from .constants import ANNOTATION_SPEC_HASH, GROUP, HANDOVER_FIELD_MANAGER, VERSION
+from .drift import fingerprint, needs_apply
 from .event_policy import DELETED, EventPolicy, ImmediateRecorder, apply_reason
 from .export_lifecycle import ExportLifecycle
 from .kube import ApiError, KubeApi
@@ -65,6 +65,11 @@ class Reconciler:
     cache: Cache
     # What events to post, and where to (the operator's recorder posts them off the reconcile worker).
     events: EventPolicy | None = None
+    # What the API server answered to our last apply of each child: (kind, name) -> (the rendered object's
+    # hash, a fingerprint of the answer in the fields we set). While the live object still holds that
+    # answer, a difference from what we render is the admission chain's doing (a mutating webhook), not
+    # drift: applying again would loop against the webhook.
+    _admitted: dict[Key, dict[tuple[str, str], tuple[str, str]]] = field(default_factory=dict)
     _discovery: tuple[float, bool] | None = None
     poller: ModelServerPoller | None = None
     policy: Policy = field(default_factory=Policy)  # the images and accounts ServedModels may use
@@ -77,6 +82,7 @@ class Reconciler:
         sm = self.cache.servedmodel(key)
         if sm is None or sm["metadata"].get("deletionTimestamp"):
             self.events.forget(key)
+            self._admitted.pop(key, None)
             if self.poller is not None:
                 self.poller.forget(key)
             return  # gone or going: owner references let the garbage collector remove the children
@@ -112,7 +118,7 @@ class Reconciler:
         pending = [
             d
             for d in desired_objects
-            if needs_apply(d, self.cache.child(d["kind"], spec.namespace, d["metadata"]["name"]))
+            if self._differs(key, d, self.cache.child(d["kind"], spec.namespace, d["metadata"]["name"]))
         ]
         # Nothing half-created: when more than one child changes, the API server first judges the rest
         # (a server-side dry run: admission and validation, nothing stored). The first one's real apply is
@@ -124,7 +130,7 @@ class Reconciler:
             for desired in desired_objects:
                 kind, name = desired["kind"], desired["metadata"]["name"]
                 live = self.cache.child(kind, spec.namespace, name)
-                if needs_apply(desired, live):
+                if self._differs(key, desired, live):
                     await self._hand_over_replicas(desired, live)
                     applied = await self._apply(key, sm, spec, desired)
                     if applied is None:
@@ -133,6 +139,10 @@ class Reconciler:
                     log.info("%s/%s: %s %s %s", key[0], key[1], reason, kind, name)
                     announced.setdefault(reason, []).append((kind, name))
                     live, applied_any = applied, True
+                    self._admitted.setdefault(key, {})[(kind, name)] = (
+                        desired["metadata"]["annotations"][ANNOTATION_SPEC_HASH],
+                        fingerprint(desired, applied),
+                    )
                 if kind == "Deployment" and name == names(spec)["deployment"]:
                     deployment = live
                 elif kind == "Deployment":
@@ -209,6 +219,18 @@ class Reconciler:
             raise Retry("; ".join(undeleted))
         if not (applied_any or wrote_status):
             log.debug("reconciled %s/%s: up to date", *key)
+
+    def _differs(self, key: Key, desired: dict[str, Any], live: dict[str, Any] | None) -> bool:
+        """The child must be applied: it differs from what we render, and it is not, unchanged since, what
+        the API server made of our last apply of this very rendering."""
+        if not needs_apply(desired, live):
+            return False
+        if live is None or live["metadata"].get("deletionTimestamp"):
+            return True
+        mark = self._admitted.get(key, {}).get((desired["kind"], desired["metadata"]["name"]))
+        if mark is None or mark[0] != desired["metadata"]["annotations"][ANNOTATION_SPEC_HASH]:
+            return True
+        return mark[1] != fingerprint(desired, live)
 
     async def _apply(
         self,

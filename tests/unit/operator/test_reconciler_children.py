@@ -25,6 +25,7 @@ class Api:
         self.applied: list[tuple[str, str]] = []
         self.dry_runs: list[tuple[str, str]] = []
         self.deleted: list[tuple[str, str]] = []
+        self.answers: dict[tuple[str, str], dict[str, Any]] = {}
         self.status_patches: list[dict[str, Any]] = []
         self.events: list[tuple[str, str]] = []
 
@@ -33,7 +34,10 @@ class Api:
         (self.dry_runs if dry_run else self.applied).append(ref)
         if obj["kind"] == self.reject:
             raise ApiError(422, f'{obj["kind"]} "{ref[1]}" is invalid: exceeded quota', "Invalid")
-        return copy.deepcopy(obj)
+        answer = copy.deepcopy(obj)
+        if not dry_run:
+            self.answers[ref] = answer
+        return answer
 
     def delete(self, obj):
         if obj["metadata"]["name"] in self.refuse:
@@ -196,3 +200,33 @@ def test_a_failed_rediscovery_keeps_the_last_answer():
     api.applied.clear()
     asyncio.run(reconciler.reconcile(("ns", "m")))
     assert api.deleted == []
+
+
+class Rewriting(Api):
+    """An API server whose admission chain rewrites every image (a registry-rewriting webhook)."""
+
+    def apply(self, obj, dry_run=False):
+        answer = super().apply(obj, dry_run)
+        for c in ((answer.get("spec") or {}).get("template") or {}).get("spec", {}).get("containers", []):
+            c["image"] = "mirror.internal/" + c["image"]
+        answer.setdefault("status", {})["observedGeneration"] = 1
+        return answer
+
+
+def test_a_mutating_webhook_is_not_fought_but_hand_edits_are_reverted():
+    api = Rewriting(refuse=set())
+    cache = Cache(SM, [])
+    reconciler = Reconciler(api=api, cache=cache)
+    asyncio.run(reconciler.reconcile(("ns", "m")))
+    applied = list(api.applied)
+    assert ("Deployment", "m") in applied
+    # The watch brings back what the API server stored (rewritten image), and the controller's status.
+    deployment = api.answers[("Deployment", "m")]
+    deployment["status"] = {"replicas": 2, "readyReplicas": 2}
+    cache.objects = list(api.answers.values())
+    asyncio.run(reconciler.reconcile(("ns", "m")))
+    assert api.applied == applied  # nothing more: the rewrite is admission's, not drift
+    # A hand edit of a field the operator sets is drift: applied again, once.
+    deployment["spec"]["replicas"] = 5
+    asyncio.run(reconciler.reconcile(("ns", "m")))
+    assert api.applied[len(applied) :] == [("Deployment", "m")]
