@@ -39,6 +39,9 @@ VOLUME_MOUNT = "/volume"  # the model volume, read-write, in export Jobs
 
 # Paths inside the model server container.
 MODEL_MOUNT = "/models"
+# With spec.storage.image, the image's root as the model server sees it (an image volume mounted here, or
+# the modelcar's link to /proc/<pid>/root); the versions are under <root>/models/<model>/.
+MODEL_IMAGE_ROOT = "/models/root"
 CONFIG_MOUNT = "/etc/servedmodel"
 MODEL_CONFIG_FILE = "models.config"
 TF_SERVING_BINARY = "/usr/bin/tensorflow_model_server"

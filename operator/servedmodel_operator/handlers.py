@@ -94,6 +94,7 @@ class Runtime:
                 events=EventPolicy(self.events),
                 poller=ModelServerPoller(url_template=self.settings.model_server_url, on_change=self._polled),
                 policy=Policy(self.settings.allowed_image_prefixes, self.settings.allowed_service_accounts),
+                image_mount_setting=self.settings.model_image_mount,
             )
             log.info(
                 "policy: images starting with %s; ServiceAccounts %s",
@@ -106,6 +107,7 @@ class Runtime:
                 retry_min=self.settings.retry_min_seconds,
                 retry_max=self.settings.retry_max_seconds,
             )
+            reconciler.requeue = self.queue.add_after
             self._starter = asyncio.create_task(self._start_when_leading(), name="start-when-leading")
         return self.queue
 

@@ -29,6 +29,8 @@ class Policy:
             images = [("spec.image", server_image(spec), spec.image_set)]
             if spec.export is not None:
                 images.append(("spec.export.image", spec.export.image, True))
+            if spec.model_image is not None:  # pulled by the kubelet, and run as the modelcar
+                images.append(("spec.storage.image.reference", spec.model_image.reference, True))
             for field, image, written in images:
                 if not image.startswith(self.image_prefixes):
                     default = "" if written else " (the operator's default)"

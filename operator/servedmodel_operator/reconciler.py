@@ -12,12 +12,13 @@ import asyncio
 import datetime as dt
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import requests
 
+from . import model_image
 from . import status as st
 from .constants import ANNOTATION_SPEC_HASH, GROUP, HANDOVER_FIELD_MANAGER, VERSION
 from .drift import fingerprint, needs_apply
@@ -27,7 +28,7 @@ from .kube import ApiError, KubeApi
 from .labels import applied_labels, hold, pending_message, staged_labels
 from .modelserver import ModelServerPoller, Observation, observation_verdict
 from .policy import Policy
-from .render import PRUNABLE_KINDS, endpoints, names, render, track_service_name
+from .render import PRUNABLE_KINDS, endpoints, names, render, selector_labels, track_service_name
 from .replicas_handover import handover
 from .spec import InvalidSpec, ServedModelSpec, parse
 from .storage_access import CONDITION as STORAGE_CONFLICT
@@ -73,6 +74,9 @@ class Reconciler:
     _discovery: tuple[float, bool] | None = None
     poller: ModelServerPoller | None = None
     policy: Policy = field(default_factory=Policy)  # the images and accounts ServedModels may use
+    image_mount_setting: str = "auto"  # SERVEDMODEL_MODEL_IMAGE_MOUNT
+    _image_mount: tuple[float, str, str] | None = None  # (when, mount, why): detected, cluster-wide
+    requeue: Callable[[Key, float], None] | None = None  # reconcile this key again after a delay
 
     def __post_init__(self) -> None:
         if self.events is None:
@@ -95,7 +99,7 @@ class Reconciler:
         if problems:  # checked before anything is rendered: nothing is created or changed
             await self._blocked(key, sm, spec, "PolicyViolation", "; ".join(problems) + ".")
             return
-        if not self.cache.pvc_exists(spec.namespace, spec.claim_name):
+        if spec.model_image is None and not self.cache.pvc_exists(spec.namespace, spec.claim_name):
             await self._blocked(
                 key,
                 sm,
@@ -114,7 +118,10 @@ class Reconciler:
         else:
             rendered = spec
         monitors = await self._service_monitor_api()
-        desired_objects = render(rendered, service_monitor_api=bool(monitors))
+        mount, mount_why = (
+            await self._detect_image_mount(spec.namespace) if spec.model_image else (model_image.MODELCAR, "")
+        )
+        desired_objects = render(rendered, service_monitor_api=bool(monitors), image_mount=mount)
         pending = [
             d
             for d in desired_objects
@@ -192,9 +199,15 @@ class Reconciler:
         )
         if undeleted:
             conditions = st.with_delete_failures(conditions, undeleted)
-        conflict = access_conflict(spec, self.cache.pvc_access_modes(spec.namespace, spec.claim_name))
-        if conflict is not None:
-            conditions.append(st.Condition(STORAGE_CONFLICT, True, *conflict))
+        image_record = None
+        if spec.model_image is not None:
+            conditions, image_record = await self._model_image_status(
+                key, sm, spec, conditions, mount, mount_why
+            )
+        else:
+            conflict = access_conflict(spec, self.cache.pvc_access_modes(spec.namespace, spec.claim_name))
+            if conflict is not None:
+                conditions.append(st.Condition(STORAGE_CONFLICT, True, *conflict))
         export_record = (sm.get("status") or {}).get("export")
         if spec.export is not None:
             export_record, export_condition = await ExportLifecycle(self.api, self.cache, self._event).step(
@@ -214,6 +227,7 @@ class Reconciler:
             desired_replicas,
             [v.to_status() for v in versions] if versions is not None else None,
             canary_status,
+            image_record,
         )
         if undeleted:  # an administrator may grant the right without touching the ServedModel: retry
             raise Retry("; ".join(undeleted))
@@ -333,6 +347,69 @@ class Reconciler:
         service = track_service_name(spec, track) if track else None
         self.poller.watch(poll_key, self.poller.url(spec, service), fingerprint, busy, _age(sm))
         return self.poller.observed(poll_key)
+
+    async def _detect_image_mount(self, namespace: str) -> tuple[str, str]:
+        """How storage.image reaches pods on this cluster (model_image.py): the setting when it is not
+        `auto`, else whether the API server keeps an image volume in a dry-run Deployment (the ImageVolume
+        feature gate), asked again every DISCOVERY_TTL_SECONDS."""
+        if self.image_mount_setting != "auto":
+            return self.image_mount_setting, "set by SERVEDMODEL_MODEL_IMAGE_MOUNT"
+        now = time.monotonic()
+        if self._image_mount is not None and now - self._image_mount[0] < DISCOVERY_TTL_SECONDS:
+            return self._image_mount[1], self._image_mount[2]
+        try:
+            answer = await asyncio.to_thread(self.api.apply, model_image.probe_deployment(namespace), True)
+            gate_on = model_image.gate_on_from_probe(answer)
+        except ApiError as exc:
+            if not exc.permanent:
+                log.warning("cannot tell whether image volumes work (%s); using the modelcar", exc)
+                return model_image.MODELCAR, f"the ImageVolume probe failed: {exc}"
+            gate_on = False  # refused: an image volume with its source dropped is a volume without a type
+        except requests.RequestException as exc:
+            log.warning("cannot tell whether image volumes work (%s); using the modelcar", exc)
+            return model_image.MODELCAR, f"the ImageVolume probe failed: {exc}"
+        mount, why = model_image.choose_mount(gate_on, None)
+        if self._image_mount is None or self._image_mount[1] != mount:
+            log.info("model images are mounted with %s: %s", mount, why)
+        self._image_mount = (now, mount, why)
+        return mount, why
+
+    async def _model_image_status(
+        self,
+        key: Key,
+        sm: dict[str, Any],
+        spec: ServedModelSpec,
+        conditions: list[st.Condition],
+        mount: str,
+        why: str,
+    ) -> tuple[list[st.Condition], dict[str, Any]]:
+        """status.image and pull failures, from the pods. They are listed only while the model is not
+        settled (a rollout, pods not ready, a digest not yet known): a settled model costs no request."""
+        assert spec.model_image is not None
+        reference = spec.model_image.reference
+        old_status = sm.get("status") or {}
+        old = old_status.get("image") or {}
+        by_type = {c.type: c for c in conditions}
+        settled_now = by_type[st.READY].status and not by_type[st.PROGRESSING].status
+        settled_before = old_status.get("observedGeneration") == sm["metadata"].get("generation") and any(
+            c.get("type") == st.PROGRESSING and c.get("status") == "False"
+            for c in old_status.get("conditions") or []
+        )
+        known = old.get("reference") == reference and old.get("mount") == mount and old.get("digest")
+        if settled_now and settled_before and known:
+            return conditions, st.image_status(reference, mount, why, {}, old)
+        selector = ",".join(f"{k}={v}" for k, v in sorted(selector_labels(spec).items()))
+        try:
+            pods = await asyncio.to_thread(self.api.list_pods, spec.namespace, selector)
+        except (ApiError, requests.RequestException) as exc:
+            log.warning("%s/%s: cannot read the model server pods: %s", key[0], key[1], exc)
+            return conditions, st.image_status(reference, mount, why, {}, old)
+        view = model_image.observe(pods, reference)
+        if self.requeue is not None and not settled_now:
+            self.requeue(key, 5.0)  # a pull that fails changes no Deployment: look again
+        return st.with_image_pull_failure(conditions, view.failure), st.image_status(
+            reference, mount, why, view.digests, old
+        )
 
     def _canary_status(
         self,
@@ -457,6 +534,7 @@ class Reconciler:
         desired_replicas: int | None = None,
         versions: list[dict[str, Any]] | None = None,
         canary: dict[str, Any] | None = None,
+        image: dict[str, Any] | None = None,
     ) -> bool:
         generation = sm["metadata"].get("generation", 0)
         old = sm.get("status") or {}
@@ -472,6 +550,7 @@ class Reconciler:
             export=export,
             versions=versions,
             canary=canary,
+            image=image,
         )
         patch = st.status_patch(old, new)
         if patch is not None:

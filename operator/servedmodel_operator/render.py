@@ -11,6 +11,7 @@ import hashlib
 import json
 from typing import Any
 
+from . import model_image
 from .constants import (
     ANNOTATION_RESTART_CHECKSUM,
     ANNOTATION_SPEC_HASH,
@@ -30,6 +31,7 @@ from .constants import (
     RUN_AS_USER,
     TF_SERVING_BINARY,
 )
+from .model_image import MODELCAR
 from .naming import child_name
 from .spec import ServedModelSpec
 
@@ -297,8 +299,9 @@ def pod_identity(spec: ServedModelSpec) -> dict[str, Any]:
 
 
 def render_deployment(
-    spec: ServedModelSpec, configmap: dict[str, Any], track: str = "stable"
+    spec: ServedModelSpec, configmap: dict[str, Any], track: str = "stable", image_mount: str = MODELCAR
 ) -> dict[str, Any]:
+    """The model server Deployment; ``image_mount``: how a storage.image reaches the pod (model_image.py)."""
     pod_annotations = {**spec.pod_annotations, ANNOTATION_RESTART_CHECKSUM: restart_checksum(configmap)}
     container: dict[str, Any] = {
         "name": "tensorflow-serving",
@@ -313,7 +316,6 @@ def render_deployment(
         ],
         **_probes(spec),
         "volumeMounts": [
-            {"name": "models", "mountPath": MODEL_MOUNT, "readOnly": spec.claim_read_only},
             {"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True},
             {"name": "tmp", "mountPath": "/tmp"},
         ],
@@ -328,15 +330,31 @@ def render_deployment(
         "containers": [container],
         "securityContext": restricted_pod_security(RUN_AS_USER),
         "volumes": [
-            {
-                "name": "models",
-                "persistentVolumeClaim": {"claimName": spec.claim_name, "readOnly": spec.claim_read_only},
-            },
             {"name": "config", "configMap": {"name": configmap["metadata"]["name"]}},
             {"name": "tmp", "emptyDir": {}},
         ],
         "enableServiceLinks": False,
     }
+    if spec.model_image is None:
+        container["volumeMounts"].insert(
+            0, {"name": "models", "mountPath": MODEL_MOUNT, "readOnly": spec.claim_read_only}
+        )
+        pod_spec["volumes"].insert(
+            0,
+            {
+                "name": "models",
+                "persistentVolumeClaim": {"claimName": spec.claim_name, "readOnly": spec.claim_read_only},
+            },
+        )
+    else:
+        parts = model_image.pod_parts(spec, image_mount)
+        container["volumeMounts"].insert(0, parts["server_mount"])
+        pod_spec["volumes"][:0] = parts["volumes"]
+        if parts["init_containers"]:
+            pod_spec["initContainers"] = parts["init_containers"]
+        pod_spec.update(parts["pod"])
+        if spec.model_image.pull_secrets:
+            pod_spec["imagePullSecrets"] = [{"name": n} for n in spec.model_image.pull_secrets]
     pod_spec.update(pod_identity(spec))
     if spec.node_selector:
         pod_spec["nodeSelector"] = dict(spec.node_selector)
@@ -475,10 +493,13 @@ def render_service_monitor(spec: ServedModelSpec) -> dict[str, Any]:
     )
 
 
-def render(spec: ServedModelSpec, service_monitor_api: bool = False) -> list[dict[str, Any]]:
+def render(
+    spec: ServedModelSpec, service_monitor_api: bool = False, image_mount: str = MODELCAR
+) -> list[dict[str, Any]]:
     """All children, in the order they should be applied (the Deployment mounts the ConfigMap).
 
     `service_monitor_api`: whether the cluster serves monitoring.coreos.com/v1 ServiceMonitors.
+    `image_mount`: how a storage.image reaches the pods, as the cluster allows (model_image.choose_mount).
     """
     stable = spec.stable_view() if spec.canary is not None else spec
     configmap = render_configmap(stable)
@@ -494,12 +515,12 @@ def render(spec: ServedModelSpec, service_monitor_api: bool = False) -> list[dic
         and spec.monitoring.service_monitor
     ):
         objects.append(render_service_monitor(spec))
-    deployments = [render_deployment(stable, configmap)]
+    deployments = [render_deployment(stable, configmap, image_mount=image_mount)]
     if spec.canary is not None:
         canary = spec.canary_view()
         canary_config = render_configmap(canary, "canary")
         objects += [canary_config, render_service(spec, "stable"), render_service(spec, "canary")]
-        deployments.append(render_deployment(canary, canary_config, "canary"))
+        deployments.append(render_deployment(canary, canary_config, "canary", image_mount))
     # Pods last: when the API server refuses any other child, no model server starts half-configured.
     objects += deployments
     return objects

@@ -31,6 +31,13 @@ def _env_float(name: str, default: float) -> float:
         raise SystemExit(f"{name} must be a number, got {raw!r}") from None
 
 
+def _env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = os.environ.get(name) or default
+    if raw not in choices:
+        raise SystemExit(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
 @dataclass(frozen=True)
 class Settings:
     workers: int = 4  # reconciles running at once (each for a different ServedModel)
@@ -49,6 +56,8 @@ class Settings:
     lease_duration_seconds: float = 15.0
     renew_deadline_seconds: float = 10.0
     retry_period_seconds: float = 2.0
+    # How storage.image reaches the pods: auto (detected, model_image.py), modelcar or imageVolume.
+    model_image_mount: str = "auto"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -71,4 +80,7 @@ class Settings:
                 "SERVEDMODEL_RENEW_DEADLINE_SECONDS", cls.renew_deadline_seconds
             ),
             retry_period_seconds=_env_float("SERVEDMODEL_RETRY_PERIOD_SECONDS", cls.retry_period_seconds),
+            model_image_mount=_env_choice(
+                "SERVEDMODEL_MODEL_IMAGE_MOUNT", cls.model_image_mount, ("auto", "modelcar", "imageVolume")
+            ),
         )

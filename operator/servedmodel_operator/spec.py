@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .constants import DEFAULT_EXPORTER_IMAGE, DEFAULT_IMAGE, MODEL_MOUNT
+from .constants import DEFAULT_EXPORTER_IMAGE, DEFAULT_IMAGE, MODEL_IMAGE_ROOT, MODEL_MOUNT
 
 MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
 DNS_LABEL_RE = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -96,6 +96,15 @@ class ExportSpec:
 
 
 @dataclass(frozen=True)
+class ModelImage:
+    """spec.storage.image: the versions come in an OCI image (``servedmodel-export image``)."""
+
+    reference: str
+    pull_policy: str = "IfNotPresent"
+    pull_secrets: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class ServedModelSpec:
     name: str
     namespace: str
@@ -133,6 +142,7 @@ class ServedModelSpec:
     image_set: bool = False  # the user chose the image: never swap in the GPU variant
     server_version: str = ""  # the TF Serving release `image` runs, when the user declares it
     canary: Canary | None = None
+    model_image: ModelImage | None = None  # storage.image; then claim_name is ""
 
     @property
     def gpus(self) -> bool:
@@ -175,6 +185,8 @@ class ServedModelSpec:
     @property
     def base_path(self) -> str:
         """Absolute model base path inside the model server container."""
+        if self.model_image is not None:  # the image's /models/<path or model name>, wherever it is mounted
+            return posixpath.join(MODEL_IMAGE_ROOT, "models", self.path or self.model_name)
         return posixpath.join(MODEL_MOUNT, self.path) if self.path else MODEL_MOUNT
 
 
@@ -312,6 +324,30 @@ def _export(raw: dict[str, Any] | None) -> ExportSpec | None:
     )
 
 
+STORAGE_SOURCES = ("persistentVolumeClaim", "image")
+PULL_POLICIES = ("Always", "IfNotPresent", "Never")
+
+
+def _model_image(raw: dict[str, Any] | None) -> ModelImage | None:
+    if raw is None:
+        return None
+    reference = raw.get("reference") or ""
+    if not reference or any(c.isspace() for c in reference):
+        raise InvalidSpec("storage.image.reference must be an image reference such as registry/models/iris:3")
+    policy = raw.get("pullPolicy") or "IfNotPresent"
+    if policy not in PULL_POLICIES:
+        raise InvalidSpec(
+            f"storage.image.pullPolicy must be one of {', '.join(PULL_POLICIES)}, got {policy!r}"
+        )
+    secrets = []
+    for entry in raw.get("pullSecrets") or ():
+        name = (entry or {}).get("name") if isinstance(entry, dict) else None
+        if not name:
+            raise InvalidSpec("storage.image.pullSecrets entries must name a Secret: {name: <secret>}")
+        secrets.append(name)
+    return ModelImage(reference, policy, tuple(secrets))
+
+
 def _server_version(raw: Any) -> str:
     if raw in (None, ""):
         return ""
@@ -334,9 +370,21 @@ def parse(body: dict[str, Any]) -> ServedModelSpec:
         raise InvalidSpec(f"modelName {model_name!r} must be letters, digits, '.', '_' or '-' (at most 128)")
 
     storage = spec.get("storage") or {}
+    sources = [k for k in STORAGE_SOURCES if storage.get(k) is not None]
+    if len(sources) != 1:
+        raise InvalidSpec(
+            "storage must set exactly one source: persistentVolumeClaim or image"
+            + (f" (it sets {' and '.join(sources)})" if sources else "")
+        )
     pvc = storage.get("persistentVolumeClaim") or {}
-    if not pvc.get("claimName"):
+    model_image = _model_image(storage.get("image"))
+    if model_image is None and not pvc.get("claimName"):
         raise InvalidSpec("storage.persistentVolumeClaim.claimName is required")
+    if model_image is not None and spec.get("export"):
+        raise InvalidSpec(
+            "spec.export publishes onto a volume, and storage.image has none: publish with "
+            "'servedmodel-export publish --image' and set storage.image.reference to the new image"
+        )
 
     policy = _policy(spec.get("versionPolicy"))
     labels = {str(k): int(v) for k, v in (spec.get("versionLabels") or {}).items()}
@@ -380,7 +428,7 @@ def parse(body: dict[str, Any]) -> ServedModelSpec:
         namespace=meta.get("namespace", "default"),
         uid=meta.get("uid", ""),
         model_name=model_name,
-        claim_name=pvc["claimName"],
+        claim_name=pvc.get("claimName", ""),
         claim_read_only=bool(pvc.get("readOnly", True)),
         path=_relative_path(storage.get("path") or ""),
         version_policy=policy,
@@ -418,4 +466,5 @@ def parse(body: dict[str, Any]) -> ServedModelSpec:
         image_set=bool(spec.get("image")),
         server_version=_server_version(spec.get("serverVersion")),
         canary=_canary(spec.get("canary")),
+        model_image=model_image,
     )

@@ -133,6 +133,34 @@ def with_delete_failures(conditions: list[Condition], refused: list[str]) -> lis
     ]
 
 
+def with_image_pull_failure(conditions: list[Condition], failure: tuple[str, str] | None) -> list[Condition]:
+    """A pod that cannot pull the model image: Degraded with the kubelet's reason and message, and, while
+    no pod serves, Ready=False with the same (during a roll the older pods keep serving: Ready stays)."""
+    if failure is None:
+        return conditions
+    reason, message = failure
+    by_type = {c.type: c for c in conditions}
+    if not by_type[READY].status:
+        by_type[READY] = Condition(READY, False, reason, message)
+    by_type[DEGRADED] = Condition(DEGRADED, True, reason, message)
+    return [by_type[c.type] for c in conditions]
+
+
+def image_status(
+    reference: str, mount: str, why: str, digests: dict[str, int], old: dict[str, Any] | None
+) -> dict[str, Any]:
+    """status.image: the digest every ready pod serves (kept from ``old`` when the pods were not read)."""
+    out: dict[str, Any] = {"reference": reference, "mount": mount, "mountReason": why}
+    if digests:
+        out["servedDigests"] = [{"digest": d, "readyReplicas": n} for d, n in sorted(digests.items())]
+        out["digest"] = next(iter(digests)) if len(digests) == 1 else ""
+    elif old and old.get("reference") == reference:
+        for key in ("servedDigests", "digest"):
+            if key in old:
+                out[key] = old[key]
+    return out
+
+
 def blocked_conditions(reason: str, message: str) -> list[Condition]:
     """The spec cannot be served (invalid, storage missing, rejected by the API server)."""
     return [
@@ -155,6 +183,7 @@ def build_status(
     export: dict[str, Any] | None = None,
     versions: list[dict[str, Any]] | None = None,
     canary: dict[str, Any] | None = None,
+    image: dict[str, Any] | None = None,
     now: str | None = None,
 ) -> dict[str, Any]:
     status: dict[str, Any] = {
@@ -175,6 +204,8 @@ def build_status(
         status["versions"] = versions
     if canary is not None:
         status["canary"] = canary
+    if image is not None:
+        status["image"] = image
     if desired_replicas is not None:
         st = (deployment or {}).get("status") or {}
         status["replicas"] = desired_replicas

@@ -43,6 +43,10 @@ EXPORT_RULE = (
     "spec.export.image 'evil.example/exporter:1' is not allowed by the allowedImagePrefixes rule: "
     f"images must start with one of {ALLOWED_PREFIXES}"
 )
+MODEL_IMAGE_RULE = (
+    "spec.storage.image.reference 'evil.example/model:1' is not allowed by the allowedImagePrefixes rule: "
+    f"images must start with one of {ALLOWED_PREFIXES}"
+)
 ACCOUNT_RULE = (
     "spec.serviceAccountName 'cluster-admin-sa' is not allowed by the allowedServiceAccounts rule: "
     "allowed are default, model-reader"
@@ -55,6 +59,7 @@ REFUSED = {
         EXPORT_RULE,
     ),
     "bad-account": ({"serviceAccountName": "cluster-admin-sa"}, ACCOUNT_RULE),
+    "bad-model-image": ({"storage": {"image": {"reference": "evil.example/model:1"}}}, MODEL_IMAGE_RULE),
 }
 ALLOWED = {
     "defaults": {"export": {"source": {"path": "in/m.keras"}}},  # default server and exporter images

@@ -18,7 +18,22 @@ def test_examples_are_accepted(kube, crd, namespace, example):
     proc = kube.kubectl("apply", "--dry-run=server", "-n", namespace, "-f", str(example), "-o", "json")
     obj = json.loads(proc.stdout)
     assert obj["kind"] == "ServedModel"
-    assert obj["spec"]["storage"]["persistentVolumeClaim"]["claimName"] == "models"
+    storage = obj["spec"]["storage"]
+    if "image" in storage:
+        assert storage["image"]["pullPolicy"] == "IfNotPresent"  # the CRD's default
+    else:
+        assert storage["persistentVolumeClaim"]["claimName"] == "models"
+
+
+def test_an_image_as_storage_is_accepted_with_its_defaults(kube, crd, namespace):
+    body = servedmodel("img", namespace, storage={"image": {"reference": "127.0.0.1:5000/models/img:1"}})
+    obj = json.loads(
+        kube.kubectl("apply", "--dry-run=server", "-o", "json", "-f", "-", input=yaml.safe_dump(body)).stdout
+    )
+    assert obj["spec"]["storage"]["image"] == {
+        "reference": "127.0.0.1:5000/models/img:1",
+        "pullPolicy": "IfNotPresent",
+    }
 
 
 def test_defaults_are_filled_by_the_api_server(kube, crd, namespace):
@@ -62,7 +77,18 @@ BAD = [
     ({"replicas": -1}, "spec.replicas"),
     ({"modelName": "no/slash"}, "spec.modelName"),
     ({"imagePullPolicy": "Sometimes"}, "Unsupported value"),
-    ({"storage": {"path": "x"}}, "spec.storage.persistentVolumeClaim: Required value"),
+    ({"storage": {"path": "x"}}, "storage must set exactly one source: persistentVolumeClaim or image"),
+    (
+        {"storage": {"persistentVolumeClaim": {"claimName": "m"}, "image": {"reference": "r.example/m:1"}}},
+        "storage must set exactly one source: persistentVolumeClaim or image",
+    ),
+    ({"storage": {"image": {}}}, "spec.storage.image.reference: Required value"),
+    ({"storage": {"image": {"reference": "r.example/m:1", "pullPolicy": "Daily"}}}, "Unsupported value"),
+    ({"storage": {"image": {"reference": "r.example/m :1"}}}, "must not contain whitespace"),
+    (
+        {"storage": {"image": {"reference": "r.example/m:1"}}, "export": {"source": {"path": "m.keras"}}},
+        "spec.export publishes onto the claim, and storage.image has none",
+    ),
 ]
 
 

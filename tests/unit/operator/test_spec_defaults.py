@@ -18,6 +18,7 @@ CRD = Path(__file__).resolve().parents[3] / "crds" / "servedmodel.io_servedmodel
 VIEW = {
     "storage.persistentVolumeClaim.readOnly": lambda s: s.claim_read_only,
     "storage.path": lambda s: s.path,
+    "storage.image.pullPolicy": lambda s: s.model_image.pull_policy,
     "versionPolicy.latest.numVersions": lambda s: s.version_policy.num_versions,
     "replicas": lambda s: s.replicas,
     "canary.replicas": lambda s: s.canary.replicas,
@@ -80,6 +81,8 @@ def crd_defaults() -> dict[str, Any]:
 
 def parsed(path: str) -> ServedModelSpec:
     spec: dict[str, Any] = {"storage": {"persistentVolumeClaim": {"claimName": "models"}}}
+    if path.startswith("storage.image."):
+        spec["storage"] = {"image": {"reference": "registry.example/models/m:1"}}
     top = path.split(".")[0]
     if top in SECTIONS:
         spec[top] = SECTIONS[top]
