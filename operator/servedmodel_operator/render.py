@@ -43,6 +43,7 @@ MONITORING_FILE = "monitoring.config"
 # to one of those must roll the pods (the restart checksum covers exactly them).
 HOT_RELOADED_KEYS = frozenset({MODEL_CONFIG_FILE})
 GPU_RESOURCE = "nvidia.com/gpu"
+PRESTOP_SLEEP_SECONDS = 5
 # Kinds of children the reconciler deletes when the spec no longer renders them (an HPA after autoscaling
 # is turned off, a canary's Deployment after promotion or rollback, ...). Export Jobs are history: kept.
 PRUNABLE_KINDS = (
@@ -315,6 +316,10 @@ def render_deployment(
             {"name": "rest", "containerPort": spec.rest_port, "protocol": "TCP"},
         ],
         **_probes(spec),
+        # A terminating pod stays in the Service's endpoints until the endpoints controller and every
+        # kube-proxy have caught up: keep serving that long before the server gets SIGTERM, so a roll drops
+        # no request (the kubelet's own sleep: no binary needed in the image).
+        "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SLEEP_SECONDS}}},
         "volumeMounts": [
             {"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True},
             {"name": "tmp", "mountPath": "/tmp"},
