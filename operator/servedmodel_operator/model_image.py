@@ -166,9 +166,9 @@ def observe(pods: list[dict[str, Any]], reference: str) -> PodsView:
             continue
         status = pod.get("status") or {}
         statuses = (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or [])
-        model = next((s for s in statuses if s.get("name") == CONTAINER), None)
-        if model is not None and _ready(pod) and _digest(model.get("imageID") or ""):
-            digests[_digest(model["imageID"])] += 1
+        digest = _served_digest(statuses)
+        if digest and _ready(pod):
+            digests[digest] += 1
         if failure is not None:
             continue
         for cs in statuses:
@@ -181,6 +181,20 @@ def observe(pods: list[dict[str, Any]], reference: str) -> PodsView:
                 failure = _failure(pod, waiting, reference)
                 break
     return PodsView(dict(digests), failure)
+
+
+def _served_digest(statuses: list[dict[str, Any]]) -> str:
+    """The modelcar's imageID, or an image volume's ``imageRef`` in the server's volume mount statuses
+    (Kubernetes reports it where its version has ImageVolumeStatus)."""
+    for cs in statuses:
+        if cs.get("name") == CONTAINER:
+            return _digest(cs.get("imageID") or "")
+    for cs in statuses:
+        for mount in cs.get("volumeMounts") or []:
+            if mount.get("name") == IMAGE_VOLUME_NAME:
+                ref = (mount.get("image") or {}).get("imageRef") or ""
+                return _digest(ref) or (ref if ref.startswith("sha256:") else "")
+    return ""
 
 
 def _same_image(reported: str, reference: str) -> bool:

@@ -172,6 +172,30 @@ def test_pods_give_the_digests_ready_servers_run():
     assert status.image_status(REF, "modelcar", "why", {a: 2}, None)["digest"] == a
 
 
+def test_an_image_volume_digest_comes_from_the_servers_volume_mount_status():
+    a = "sha256:" + "e" * 64
+    mounted = {
+        "metadata": {"name": "p"},
+        "status": {
+            "conditions": [{"type": "Ready", "status": "True"}],
+            "containerStatuses": [
+                {
+                    "name": "tensorflow-serving",
+                    "volumeMounts": [
+                        {"name": "config", "mountPath": "/etc/servedmodel"},
+                        {
+                            "name": "model-image",
+                            "mountPath": "/models/root",
+                            "image": {"imageRef": f"r/m@{a}"},
+                        },
+                    ],
+                }
+            ],
+        },
+    }
+    assert model_image.observe([mounted], REF).digests == {a: 1}
+
+
 def test_a_missing_image_becomes_a_condition_with_the_kubelets_message():
     message = f'failed to pull and unpack image "{REF}": {REF}: not found'
     view = model_image.observe(
