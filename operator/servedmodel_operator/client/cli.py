@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from . import api
 from .errors import ClientError, ModelServerError, UsageError
 from .tables import list_table, status_text
@@ -153,7 +155,7 @@ def run(args: argparse.Namespace) -> None:
             timeout=args.timeout,
             **where,
         )
-        print(json.dumps({name: array.tolist() for name, array in outputs.items()}, default=_bytes))
+        print(json.dumps({name: plain(array) for name, array in outputs.items()}, default=_bytes))
     elif args.command == "status":
         sm = api.status(args.name, **where)
         print(json.dumps(sm, indent=2) if args.output == "json" else status_text(sm))
@@ -164,6 +166,14 @@ def run(args: argparse.Namespace) -> None:
             print(f"No ServedModels found in {scope}.", file=sys.stderr)
         else:
             print(list_table(items, args.all_namespaces))
+
+
+def plain(array: np.ndarray) -> Any:
+    """JSON values of an output; float32 as its shortest decimal (3.9, not 3.9000000953674316)."""
+    if array.dtype in (np.float32, np.float16) and array.size:
+        shortest = [float(str(v)) for v in array.reshape(-1)]  # str() of a NumPy float32 scalar
+        return np.array(shortest, dtype=object).reshape(array.shape).tolist()
+    return array.tolist()
 
 
 def _bytes(value: Any) -> Any:

@@ -182,3 +182,10 @@ def test_status_and_list_tables():
         "1/2",
         "3h",
     ]
+
+
+def test_cli_prints_float32_outputs_as_their_shortest_decimals():
+    values = np.array([[3.9, 3.2, 1.7]], dtype=np.float32)
+    assert json.dumps(cli.plain(values)) == "[[3.9, 3.2, 1.7]]"
+    assert np.array_equal(np.asarray(cli.plain(values), dtype=np.float32), values)  # the same float32s
+    assert cli.plain(np.array([1, 2], dtype=np.int64)) == [1, 2]
