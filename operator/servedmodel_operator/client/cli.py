@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -200,6 +199,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def kubectl_plugin() -> int:
-    """`kubectl servedmodel`: kubectl passes no flags to plugins, so --kubeconfig/--context are ours."""
-    os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    """`kubectl servedmodel ...`: kubectl runs `kubectl-servedmodel` from PATH with the arguments after the
+    plugin's name (its own flags are not passed on: --kubeconfig, --context and -n are ours)."""
     return main()
