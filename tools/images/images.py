@@ -44,7 +44,8 @@ STORAGE = IMAGES_DIR / "storage"
 _DEFAULT_STORAGE = Path.home() / ".cache/servedmodel-operator/images/storage"
 _STORAGE_ID = hashlib.sha256(str(STORAGE).encode()).hexdigest()[:8]
 RUNROOT = Path("/run/servedmodel-operator") / (
-    "buildah" if STORAGE == _DEFAULT_STORAGE else f"buildah-{_STORAGE_ID}")
+    "buildah" if STORAGE == _DEFAULT_STORAGE else f"buildah-{_STORAGE_ID}"
+)
 REPOSITORY = "localhost/servedmodel"
 # Bump when the way images are built changes in a way the inputs do not show.
 RECIPE = "5"
@@ -89,16 +90,35 @@ SPECS = {
     s.name: s
     for s in (
         # The locked TensorFlow stack, shared below the exporter and the model-server stand-in.
-        Spec("tf-runtime", "tools/images/tf-runtime.Dockerfile", ("requirements/exporter.lock",), "base",
-             ("requirements/exporter.lock",)),
-        Spec("operator", "operator/Dockerfile", _SOURCES + ("requirements/operator.lock",), "base",
-             ("requirements/operator.lock", "requirements/build.lock")),
-        Spec("exporter", "exporter/Dockerfile", _SOURCES + ("requirements/exporter.lock",), "tf-runtime",
-             ("requirements/exporter.lock", "requirements/build.lock")),
+        Spec(
+            "tf-runtime",
+            "tools/images/tf-runtime.Dockerfile",
+            ("requirements/exporter.lock",),
+            "base",
+            ("requirements/exporter.lock",),
+        ),
+        Spec(
+            "operator",
+            "operator/Dockerfile",
+            _SOURCES + ("requirements/operator.lock",),
+            "base",
+            ("requirements/operator.lock", "requirements/build.lock"),
+        ),
+        Spec(
+            "exporter",
+            "exporter/Dockerfile",
+            _SOURCES + ("requirements/exporter.lock",),
+            "tf-runtime",
+            ("requirements/exporter.lock", "requirements/build.lock"),
+        ),
         # The TF Serving stand-in (tools/tfserving_double): a model server for tests and the demo.
-        Spec("tfserving-double", "tools/tfserving_double/Dockerfile",
-             ("requirements/exporter.lock", "tools/tfserving_double"), "tf-runtime",
-             ("requirements/exporter.lock",)),
+        Spec(
+            "tfserving-double",
+            "tools/tfserving_double/Dockerfile",
+            ("requirements/exporter.lock", "tools/tfserving_double"),
+            "tf-runtime",
+            ("requirements/exporter.lock",),
+        ),
     )
 }
 # What `make images` builds: every image the product ships.
@@ -137,8 +157,10 @@ def app_version() -> str:
 
 
 def _skip(path: Path) -> bool:
-    return any(part == "__pycache__" or part.endswith(".egg-info") for part in path.parts) or \
-        path.suffix == ".pyc"
+    return (
+        any(part == "__pycache__" or part.endswith(".egg-info") for part in path.parts)
+        or path.suffix == ".pyc"
+    )
 
 
 def _input_files(paths: tuple[str, ...]) -> list[Path]:
@@ -168,12 +190,14 @@ def spec_key(spec: Spec, base_key: str) -> str:
 
 
 def base_key() -> str:
-    recipe = json.dumps([BASE_RECIPE, BASE_SUITE, BASE_PACKAGES, BASE_DPKG_OPTS, BASE_HOOKS, BASE_ENV,
-                         SOURCE_DATE_EPOCH])
+    recipe = json.dumps(
+        [BASE_RECIPE, BASE_SUITE, BASE_PACKAGES, BASE_DPKG_OPTS, BASE_HOOKS, BASE_ENV, SOURCE_DATE_EPOCH]
+    )
     return hashlib.sha256(recipe.encode()).hexdigest()
 
 
 # --- running things -------------------------------------------------------------------------------------
+
 
 def _log(message: str) -> None:
     print(f"[images] {message}", file=sys.stderr, flush=True)
@@ -203,8 +227,9 @@ def ensure_tools() -> None:
     proc = subprocess.run(["bash", str(script)])
     missing = [t for t in ("buildah", "mmdebstrap", "umoci") if shutil.which(t) is None]
     if proc.returncode != 0 or missing:
-        raise ImageBuildError(f"image tools missing ({', '.join(missing) or 'see above'}): "
-                              f"{script} could not install them")
+        raise ImageBuildError(
+            f"image tools missing ({', '.join(missing) or 'see above'}): {script} could not install them"
+        )
 
 
 @contextlib.contextmanager
@@ -253,12 +278,23 @@ def _publish(name: str, ref: str, key: str, archive: Path, started: float, log: 
     tmp = archive.with_name(f".{archive.name}.{os.getpid()}")
     digest_file = tmp.with_suffix(".digest")
     tmp.unlink(missing_ok=True)
-    _run(buildah("push", "--quiet", "--digestfile", str(digest_file), ref, f"oci-archive:{tmp}:{ref}"),
-         log, f"buildah push {ref}")
+    _run(
+        buildah("push", "--quiet", "--digestfile", str(digest_file), ref, f"oci-archive:{tmp}:{ref}"),
+        log,
+        f"buildah push {ref}",
+    )
     digest = digest_file.read_text().strip()
     digest_file.unlink()
-    image = BuiltImage(name=name, ref=ref, archive=archive, key=key, digest=digest, size=tmp.stat().st_size,
-                       build_seconds=round(time.monotonic() - started, 1), cached=False)
+    image = BuiltImage(
+        name=name,
+        ref=ref,
+        archive=archive,
+        key=key,
+        digest=digest,
+        size=tmp.stat().st_size,
+        build_seconds=round(time.monotonic() - started, 1),
+        cached=False,
+    )
     os.replace(tmp, archive)
     meta = image.to_json()
     for field in ("archive", "cached"):
@@ -268,6 +304,7 @@ def _publish(name: str, ref: str, key: str, archive: Path, started: float, log: 
 
 
 # --- the base image --------------------------------------------------------------------------------------
+
 
 def _apt_sources() -> list[str]:
     """The machine's own Debian sources when it has them (the way it reaches the package archive)."""
@@ -298,10 +335,14 @@ def _build_base(ref: str, key: str, archive: Path, log: Path) -> BuiltImage:
     _log(f"building the Python base image {ref} from Debian packages (about a minute; log {log})")
     with tempfile.TemporaryDirectory(prefix="base-", dir=IMAGES_DIR) as tmp:
         rootfs = Path(tmp) / "rootfs.tar"
-        cmd = ["mmdebstrap", "--variant=minbase", f"--include={','.join(BASE_PACKAGES)}",
-               "--aptopt=APT::Install-Recommends \"false\"",
-               # the machine's apt may reach a fixed snapshot of the archive whose Release has expired
-               "--aptopt=Acquire::Check-Valid-Until \"false\""]
+        cmd = [
+            "mmdebstrap",
+            "--variant=minbase",
+            f"--include={','.join(BASE_PACKAGES)}",
+            '--aptopt=APT::Install-Recommends "false"',
+            # the machine's apt may reach a fixed snapshot of the archive whose Release has expired
+            '--aptopt=Acquire::Check-Valid-Until "false"',
+        ]
         cmd += [f"--dpkgopt={opt}" for opt in BASE_DPKG_OPTS]
         # merged /usr set up by mmdebstrap's own hook, not by the usrmerge package (which pulls in perl)
         cmd += ["--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr"]
@@ -312,8 +353,19 @@ def _build_base(ref: str, key: str, archive: Path, log: Path) -> BuiltImage:
         try:
             _run(buildah("add", "--quiet", container, str(rootfs), "/"), log, "buildah add")
             config = [a for k, v in BASE_ENV.items() for a in ("--env", f"{k}={v}")]
-            _run(buildah("config", *config, "--cmd", "python3", "--label",
-                         f"io.servedmodel.base-key={key}", container), log, "buildah config")
+            _run(
+                buildah(
+                    "config",
+                    *config,
+                    "--cmd",
+                    "python3",
+                    "--label",
+                    f"io.servedmodel.base-key={key}",
+                    container,
+                ),
+                log,
+                "buildah config",
+            )
             _run(buildah("commit", "--quiet", "--rm", container, ref), log, "buildah commit")
         except BaseException:
             subprocess.run(buildah("rm", container), capture_output=True)
@@ -322,6 +374,7 @@ def _build_base(ref: str, key: str, archive: Path, log: Path) -> BuiltImage:
 
 
 # --- wheelhouse ------------------------------------------------------------------------------------------
+
 
 def wheelhouse(locks: tuple[str, ...]) -> Path:
     """Downloads (once per lock content) the wheels a lock pins into the shared wheelhouse; hash-checked.
@@ -340,14 +393,31 @@ def wheelhouse(locks: tuple[str, ...]) -> Path:
             _log(f"downloading the wheels of {lock} into {WHEELS_DIR}")
             log = IMAGES_DIR / "logs" / f"wheels-{lock_hash}.log"
             log.parent.mkdir(parents=True, exist_ok=True)
-            _run([sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
-                  "--require-hashes", "--no-deps", "--only-binary=:all:", "--dest", str(WHEELS_DIR),
-                  "-r", str(TOP / lock)], log, f"pip download for {lock}")
+            _run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "download",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                    "--require-hashes",
+                    "--no-deps",
+                    "--only-binary=:all:",
+                    "--dest",
+                    str(WHEELS_DIR),
+                    "-r",
+                    str(TOP / lock),
+                ],
+                log,
+                f"pip download for {lock}",
+            )
             marker.touch()
     return WHEELS_DIR
 
 
 # --- images from Dockerfiles -----------------------------------------------------------------------------
+
 
 def _stage_context(spec: Spec, into: Path) -> None:
     """A build context holding only the spec's Dockerfile and inputs: the build can read nothing else."""
@@ -399,13 +469,32 @@ def build(name: str) -> BuiltImage:
         _log(f"building {ref} from {spec.dockerfile} on {base.ref} (log {log})")
         with tempfile.TemporaryDirectory(prefix=f"context-{name}-", dir=IMAGES_DIR) as context:
             _stage_context(spec, Path(context))
-            _run(buildah("bud", "--isolation", "chroot", "--network", "host", "--pull=never", "--quiet",
-                         "--file", str(Path(context) / spec.dockerfile),
-                         "--build-arg", f"BASE_IMAGE={base.ref}",
-                         "--build-arg", "PIP_INSTALL_ARGS=--no-index --find-links=/wheels",
-                         "--volume", f"{wheels}:/wheels:ro",
-                         "--label", f"io.servedmodel.input-key={key}",
-                         "--tag", ref, context), log, f"buildah bud {spec.dockerfile}")
+            _run(
+                buildah(
+                    "bud",
+                    "--isolation",
+                    "chroot",
+                    "--network",
+                    "host",
+                    "--pull=never",
+                    "--quiet",
+                    "--file",
+                    str(Path(context) / spec.dockerfile),
+                    "--build-arg",
+                    f"BASE_IMAGE={base.ref}",
+                    "--build-arg",
+                    "PIP_INSTALL_ARGS=--no-index --find-links=/wheels",
+                    "--volume",
+                    f"{wheels}:/wheels:ro",
+                    "--label",
+                    f"io.servedmodel.input-key={key}",
+                    "--tag",
+                    ref,
+                    context,
+                ),
+                log,
+                f"buildah bud {spec.dockerfile}",
+            )
         if name in INTERMEDIATE_IMAGES:
             seconds = round(time.monotonic() - started, 1)
             _log(f"built {ref} in {seconds:.0f} s")
@@ -441,8 +530,10 @@ def _prune(name: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="images.py", description=__doc__.split("\n\n")[0],
-        epilog=f"images: {', '.join(PRODUCT_IMAGES)} (default: all); cache: {IMAGES_DIR}")
+        prog="images.py",
+        description=__doc__.split("\n\n")[0],
+        epilog=f"images: {', '.join(PRODUCT_IMAGES)} (default: all); cache: {IMAGES_DIR}",
+    )
     parser.add_argument("names", nargs="*", metavar="NAME", help="images to build (default: every one)")
     parser.add_argument("--json", action="store_true", help="print one JSON object per image")
     args = parser.parse_args(argv)
@@ -454,8 +545,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps(image.to_json()))
             else:
                 state = "cached" if image.cached else f"built in {image.build_seconds:.0f} s"
-                print(f"{name:18} {image.ref}  {image.size / 1e6:6.0f} MB  {state} "
-                      f"({time.monotonic() - started:.1f} s)\n{'':18} {image.archive}")
+                print(
+                    f"{name:18} {image.ref}  {image.size / 1e6:6.0f} MB  {state} "
+                    f"({time.monotonic() - started:.1f} s)\n{'':18} {image.archive}"
+                )
     except ImageBuildError as exc:
         print(f"images.py: {exc}", file=sys.stderr)
         return 1

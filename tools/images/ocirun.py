@@ -78,12 +78,21 @@ class OciContainer:
         blob = layout / "blobs" / "sha256"
         manifest = json.loads((blob / index["manifests"][0]["digest"].split(":")[1]).read_text())
         self.image_config = json.loads((blob / manifest["config"]["digest"].split(":")[1]).read_text())
-        subprocess.run(["umoci", "unpack", "--image", f"{layout}:{LAYOUT_TAG}", str(self.bundle)],
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["umoci", "unpack", "--image", f"{layout}:{LAYOUT_TAG}", str(self.bundle)],
+            check=True,
+            capture_output=True,
+        )
         shutil.rmtree(layout)
 
-    def _configure(self, args: list[str] | None, env: dict[str, str], mounts, host_network: bool,
-                   command: list[str] | None) -> dict:
+    def _configure(
+        self,
+        args: list[str] | None,
+        env: dict[str, str],
+        mounts,
+        host_network: bool,
+        command: list[str] | None,
+    ) -> dict:
         path = self.bundle / "config.json"
         config = json.loads(path.read_text())
         process = config["process"]
@@ -96,19 +105,30 @@ class OciContainer:
         process["env"] = [e for e in process.get("env", []) if e.split("=", 1)[0] not in env]
         process["env"] += [f"{k}={v}" for k, v in env.items()]
         process["noNewPrivileges"] = True
-        process["capabilities"] = {k: [] for k in ("bounding", "effective", "inheritable", "permitted",
-                                                   "ambient")}
+        process["capabilities"] = {
+            k: [] for k in ("bounding", "effective", "inheritable", "permitted", "ambient")
+        }
         process.pop("rlimits", None)
         config["root"] = {"path": "rootfs", "readonly": True}
         config["hostname"] = "container"
         config["mounts"] = [m for m in config.get("mounts", []) if m["destination"] != "/tmp"]
-        config["mounts"].append({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
-                                 "options": ["nosuid", "nodev", "mode=1777", "size=268435456"]})
+        config["mounts"].append(
+            {
+                "destination": "/tmp",
+                "type": "tmpfs",
+                "source": "tmpfs",
+                "options": ["nosuid", "nodev", "mode=1777", "size=268435456"],
+            }
+        )
         for mount in mounts:
-            config["mounts"].append({
-                "destination": mount.destination, "type": "bind", "source": str(mount.source),
-                "options": ["rbind", "ro" if mount.read_only else "rw", "nosuid", "nodev"],
-            })
+            config["mounts"].append(
+                {
+                    "destination": mount.destination,
+                    "type": "bind",
+                    "source": str(mount.source),
+                    "options": ["rbind", "ro" if mount.read_only else "rw", "nosuid", "nodev"],
+                }
+            )
         namespaces = [ns for ns in config["linux"]["namespaces"] if ns["type"] != "user"]
         if host_network:  # the host's namespace, for a loopback-only API server (nothing else is there)
             namespaces = [ns for ns in namespaces if ns["type"] != "network"]
@@ -134,8 +154,12 @@ class OciContainer:
         """Starts the container's process in the background (output: stdout_path, stderr_path)."""
         self.runc_root.mkdir(parents=True, exist_ok=True)
         with open(self.stdout_path, "ab") as out, open(self.stderr_path, "ab") as err:
-            self.proc = subprocess.Popen(self._runc("run", "--bundle", str(self.bundle), self.id),
-                                         stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+            self.proc = subprocess.Popen(
+                self._runc("run", "--bundle", str(self.bundle), self.id),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+            )
 
     def wait(self, timeout: float) -> int:
         assert self.proc is not None
@@ -177,8 +201,9 @@ class OciContainer:
 
     def exec(self, cmd: list[str], timeout: float = 60) -> subprocess.CompletedProcess:
         """Runs cmd inside the running container, as its user, with its restrictions."""
-        return subprocess.run(self._runc("exec", self.id, *cmd), capture_output=True, text=True,
-                              timeout=timeout)
+        return subprocess.run(
+            self._runc("exec", self.id, *cmd), capture_output=True, text=True, timeout=timeout
+        )
 
     def stop(self) -> None:
         """Kills and deletes the container (its cgroups and mounts go with it)."""
