@@ -26,11 +26,13 @@ from .leader import LeaderElector, LeaseConfig, default_identity
 from .modelserver import ModelServerPoller
 from .policy import Policy
 from .reconciler import Key, Reconciler
+from .relist import install as report_deletions_after_relists
 from .settings import Settings
 from .watches import CHILD_RESOURCES, SERVICE_MONITOR_CRD, cached_metadata, narrow
 from .workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
+report_deletions_after_relists()  # before kopf starts any watch (see relist.py)
 
 
 class IndexCache:
