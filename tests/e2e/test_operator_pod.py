@@ -36,9 +36,17 @@ def operator_pods(admin: UserTools, namespace: str, instance: str) -> list[dict]
     return admin.get_json("pods", "-n", namespace, "-l", f"app.kubernetes.io/instance={instance}")["items"]
 
 
-def ready_pod(admin: UserTools, namespace: str, instance: str, not_named: str = "") -> dict | None:
-    """The release's one pod once the kubelet reports it Ready (its probes passed), else None."""
-    pods = [p for p in operator_pods(admin, namespace, instance) if p["metadata"]["name"] != not_named]
+def ready_pod(
+    admin: UserTools, namespace: str, instance: str, not_named: str = "", first_arg: str = ""
+) -> dict | None:
+    """A pod of the release once the kubelet reports it Ready (its probes passed), else None. The chart runs
+    two replicas (one leads): `first_arg` picks a pod of the current template (after an upgrade)."""
+    pods = [
+        p
+        for p in operator_pods(admin, namespace, instance)
+        if p["metadata"]["name"] != not_named
+        and (not first_arg or p["spec"]["containers"][0]["args"][0] == first_arg)
+    ]
     for pod in pods:
         conditions = {c["type"]: c["status"] for c in pod["status"].get("conditions") or []}
         if conditions.get("Ready") == "True" and not pod["metadata"].get("deletionTimestamp"):
@@ -163,7 +171,11 @@ def test_helm_installs_the_operator_image_on_the_real_node(
             "--wait",
             "--timeout=240s",
         )
-        pod = wait_for(lambda: ready_pod(admin, ns, release, not_named=first), timeout=120, what="a new pod")
+        pod = wait_for(
+            lambda: ready_pod(admin, ns, release, not_named=first, first_arg="--log-format=plain"),
+            timeout=120,
+            what="a new pod",
+        )
         assert pod["spec"]["containers"][0]["args"][0] == "--log-format=plain"
         assert_runs_on_the_real_node_as_built(admin, pod, real_node, image)
         wait_for(
