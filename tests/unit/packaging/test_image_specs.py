@@ -72,7 +72,6 @@ def test_key_moves_with_each_input_and_not_with_bytecode(tree: Path) -> None:
         "operator/servedmodel_operator/render.py",
         "requirements/operator.lock",
         "operator/Dockerfile",
-        "README.md",
     )
     for rel in changed:
         path = tree / rel
@@ -81,6 +80,8 @@ def test_key_moves_with_each_input_and_not_with_bytecode(tree: Path) -> None:
         assert images.spec_key(spec, "base-key") != key, rel
         path.write_bytes(original)
     assert images.spec_key(spec, "base-key") == key
+    (tree / "README.md").write_text("documentation is no input of an image\n")
+    assert images.spec_key(spec, "base-key") == key
 
 
 def test_staged_context_holds_only_the_inputs(tree: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
@@ -88,7 +89,7 @@ def test_staged_context_holds_only_the_inputs(tree: Path, tmp_path_factory: pyte
     context = tmp_path_factory.mktemp("context")
     images._stage_context(images.SPECS["operator"], context)
     top = sorted(p.name for p in context.iterdir())
-    assert top == ["README.md", "exporter", "operator", "pyproject.toml", "requirements"]
+    assert top == ["exporter", "operator", "pyproject.toml", "requirements"]
     assert sorted(p.name for p in (context / "requirements").iterdir()) == ["build.lock", "operator.lock"]
 
 
