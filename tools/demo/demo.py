@@ -10,7 +10,7 @@
    and its kubelet-executed probes pass.
 5. `{"instances": ...}` sent to `:predict` through the model's Service, printed beside Keras' own output.
 6. A second model published as version 2 (an edit of `spec.export`) and served by the same pods, without
-   a restart.
+   a restart; then the same call by name with the `servedmodel` client.
 
 The model server here is the TF Serving stand-in (tools/tfserving_double): `tensorflow/serving` cannot be
 fetched on machines without access to its registry. A real cluster runs the default `tensorflow/serving`
@@ -274,6 +274,19 @@ print(json.dumps(m.predict(np.array({SAMPLES!r}, dtype="float32"), verbose=0).to
         if worst > 1e-4:
             raise SystemExit("the served model does not answer as the Keras model does")
 
+    def client(self, *args: str) -> None:
+        """`servedmodel ARGS -n servedmodel-demo`, as a user runs it with their kubeconfig."""
+        assert self.cluster is not None
+        # The console script `servedmodel` is this entry point; the demo runs from the clone, not installed.
+        entry = "import sys; from servedmodel_operator.client.cli import main; sys.exit(main(sys.argv[1:]))"
+        cmd = [sys.executable, "-c", entry, *args, "-n", NAMESPACE]
+        print(f"    $ servedmodel {' '.join(args)} -n {NAMESPACE}", flush=True)
+        env = {**os.environ, "KUBECONFIG": str(self.cluster.kubeconfig)}
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        print("".join(f"      {line}\n" for line in (proc.stdout + proc.stderr).splitlines()), end="")
+        if proc.returncode != 0:
+            raise SystemExit(f"servedmodel {' '.join(args)} exited {proc.returncode}")
+
     def server_pods(self) -> dict[str, int]:
         pods = self.get(
             "pods",
@@ -321,6 +334,11 @@ print(json.dumps(m.predict(np.array({SAMPLES!r}, dtype="float32"), verbose=0).to
                 "the model-server pods changed: version 2 should have been loaded without a restart"
             )
         print(f"    published: {sorted(p.name for p in (models / 'demo').iterdir() if p.name.isdigit())}")
+
+        say("the same call by name with the servedmodel client (through the API server's service proxy)")
+        self.client("status", "demo")
+        self.client("predict", "demo", "--instances", json.dumps(SAMPLES[:1]))
+        self.client("predict", "demo", "--version", "2", "--instances", json.dumps(SAMPLES[:1]))
 
         say("timings")
         for what, seconds in self.timings.items():

@@ -107,6 +107,13 @@ def test_rendered_container_runs_and_answers(keras_versions, tmp_path: Path) -> 
         assert proc.poll() is None, proc.communicate()
         assert probe("readinessProbe") == 200 and probe("livenessProbe") == 200
 
+        # Readiness needs one servable version; the policy's two load one after the other.
+        def available() -> set[str]:
+            status = requests.get(f"{rest}/v1/models/ranker", timeout=5).json()
+            return {v["version"] for v in status["model_version_status"] if v["state"] == "AVAILABLE"}
+
+        assert wait_until(lambda: available() == {"1", "2"}, timeout=120), available()
+
         body = {"instances": X.tolist()}
         stable = requests.post(f"{rest}/v1/models/ranker/labels/stable:predict", json=body, timeout=30)
         assert stable.status_code == 200, stable.text
