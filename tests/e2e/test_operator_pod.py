@@ -36,22 +36,22 @@ def operator_pods(admin: UserTools, namespace: str, instance: str) -> list[dict]
     return admin.get_json("pods", "-n", namespace, "-l", f"app.kubernetes.io/instance={instance}")["items"]
 
 
-def ready_pod(
-    admin: UserTools, namespace: str, instance: str, not_named: str = "", first_arg: str = ""
-) -> dict | None:
-    """A pod of the release once the kubelet reports it Ready (its probes passed), else None. The chart runs
-    two replicas (one leads): `first_arg` picks a pod of the current template (after an upgrade)."""
+def ready_pods(admin: UserTools, namespace: str, instance: str, count: int, args0: str = "") -> list[dict]:
+    """The release's pods once exactly `count` of them are up (not terminating) and the kubelet reports each
+    Ready (its probes passed), all running the template whose first argument is `args0` (when given);
+    else an empty list."""
     pods = [
-        p
-        for p in operator_pods(admin, namespace, instance)
-        if p["metadata"]["name"] != not_named
-        and (not first_arg or p["spec"]["containers"][0]["args"][0] == first_arg)
+        p for p in operator_pods(admin, namespace, instance) if not p["metadata"].get("deletionTimestamp")
     ]
+    if len(pods) != count:
+        return []
     for pod in pods:
         conditions = {c["type"]: c["status"] for c in pod["status"].get("conditions") or []}
-        if conditions.get("Ready") == "True" and not pod["metadata"].get("deletionTimestamp"):
-            return pod
-    return None
+        if conditions.get("Ready") != "True":
+            return []
+        if args0 and pod["spec"]["containers"][0]["args"][0] != args0:
+            return []
+    return pods
 
 
 def assert_runs_on_the_real_node_as_built(admin: UserTools, pod: dict, node: RealNode, image: str) -> None:
@@ -149,15 +149,19 @@ def test_helm_installs_the_operator_image_on_the_real_node(
             "--wait",
             "--timeout=240s",
         )
-        pod = wait_for(lambda: ready_pod(admin, ns, release), timeout=120, what="the operator pod Ready")
+        # Two replicas by default: one leads (Lease), the other waits with warm caches.
+        pods = wait_for(
+            lambda: ready_pods(admin, ns, release, 2), timeout=120, what="both operator pods Ready"
+        )
         took = time.monotonic() - started
-        print(f"\n[e2e] helm install -> operator pod Ready on {real_node.name}: {took:.1f}s")
-        assert pod["spec"]["serviceAccountName"] == sa
-        assert_runs_on_the_real_node_as_built(admin, pod, real_node, image)
+        print(f"\n[e2e] helm install -> operator pods Ready on {real_node.name}: {took:.1f}s")
+        for pod in pods:
+            assert pod["spec"]["serviceAccountName"] == sa
+            assert_runs_on_the_real_node_as_built(admin, pod, real_node, image)
         assert_reconciled_by(admin, cluster, username, watched, since)
 
-        # -- helm upgrade with a changed value rolls the pod ---------------------------------------------
-        first = pod["metadata"]["name"]
+        # -- helm upgrade with a changed value rolls the pods --------------------------------------------
+        first = {p["metadata"]["name"] for p in pods}
         admin.helm(
             "upgrade",
             release,
@@ -171,17 +175,18 @@ def test_helm_installs_the_operator_image_on_the_real_node(
             "--wait",
             "--timeout=240s",
         )
-        pod = wait_for(
-            lambda: ready_pod(admin, ns, release, not_named=first, first_arg="--log-format=plain"),
-            timeout=120,
-            what="a new pod",
+        pods = wait_for(
+            lambda: ready_pods(admin, ns, release, 2, args0="--log-format=plain"),
+            timeout=180,
+            what="two new operator pods Ready",
         )
-        assert pod["spec"]["containers"][0]["args"][0] == "--log-format=plain"
-        assert_runs_on_the_real_node_as_built(admin, pod, real_node, image)
+        assert not first & {p["metadata"]["name"] for p in pods}
+        for pod in pods:
+            assert_runs_on_the_real_node_as_built(admin, pod, real_node, image)
         wait_for(
-            lambda: not any(p["metadata"]["name"] == first for p in operator_pods(admin, ns, release)),
-            timeout=90,
-            what="the first operator pod to go",
+            lambda: not first & {p["metadata"]["name"] for p in operator_pods(admin, ns, release)},
+            timeout=120,
+            what="the first operator pods to go",
         )
         assert_reconciled_by(admin, cluster, username, watched, time.time() - 1)
 
@@ -190,7 +195,7 @@ def test_helm_installs_the_operator_image_on_the_real_node(
             m["metadata"]["name"] for m in admin.get_json("servedmodels", "-n", watched)["items"]
         }
         admin.helm("uninstall", release, "-n", ns, "--wait", "--timeout=120s")
-        wait_for(lambda: not operator_pods(admin, ns, release), timeout=90, what="the operator pod to go")
+        wait_for(lambda: not operator_pods(admin, ns, release), timeout=120, what="the operator pods to go")
         assert admin.exists("crd", CRD_NAME)
         models_after = {m["metadata"]["name"] for m in admin.get_json("servedmodels", "-n", watched)["items"]}
         assert len(models_before) == 2 and models_after == models_before
@@ -248,10 +253,16 @@ def test_dist_install_yaml_runs_the_operator_image_on_the_real_node(
             "--timeout=180s",
             "deployment/servedmodel-operator",
         )
-        pod = wait_for(
-            lambda: ready_pod(admin, SYSTEM_NAMESPACE, "servedmodel-operator"), timeout=60, what="a Ready pod"
+        replicas = admin.get_json("deployment", "servedmodel-operator", "-n", SYSTEM_NAMESPACE)["spec"][
+            "replicas"
+        ]
+        pods = wait_for(
+            lambda: ready_pods(admin, SYSTEM_NAMESPACE, "servedmodel-operator", replicas),
+            timeout=120,
+            what="the operator pods Ready",
         )
-        assert_runs_on_the_real_node_as_built(admin, pod, real_node, image)
+        for pod in pods:
+            assert_runs_on_the_real_node_as_built(admin, pod, real_node, image)
         assert_reconciled_by(admin, cluster, username, watched, since)
     finally:
         # Everything but the CRD, which the rest of the session (and the ServedModels) keep using.
