@@ -146,8 +146,25 @@ def install(admin: UserTools) -> Iterator:
         wait_authorized(admin, installed, False, "the uninstalled release's RBAC to be revoked")
 
 
+def wait_no_terminating_namespaces(admin: UserTools) -> None:
+    """Other test files delete their namespaces without waiting: a ServedModel still in one that terminates
+    would meet this test's cluster-wide operator, whose writes there the NamespaceLifecycle admission
+    refuses (403 "being terminated"), which is no missing right. Start once they are gone."""
+
+    def settled() -> bool:
+        items = admin.get_json("namespaces")["items"]
+        terminating = [
+            n["metadata"]["name"] for n in items if (n.get("status") or {}).get("phase") == "Terminating"
+        ]
+        assert not terminating, f"still terminating: {terminating}"
+        return True
+
+    wait_for(settled, timeout=180, interval=2, what="namespaces of earlier tests to be gone")
+
+
 @pytest.fixture
 def app_namespace(admin: UserTools) -> Iterator[str]:
+    wait_no_terminating_namespaces(admin)
     name = f"rbac-{uuid.uuid4().hex[:8]}"
     ensure_namespace(admin, name, restricted=False)
     yield name
