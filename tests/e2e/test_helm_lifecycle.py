@@ -37,13 +37,16 @@ def test_helm_install_upgrade_uninstall(admin: UserTools):
         ).stdout
         assert "STATUS: deployed" in out and "kubectl get servedmodels" in out  # NOTES.txt is shown
         deploy = admin.get_json("deployment", NAME, "-n", ns)
-        assert deploy["status"].get("availableReplicas") == 1, deploy["status"]
+        # Two replicas by default: one acts (leader election with a Lease), the other waits.
+        assert deploy["status"].get("availableReplicas") == 2, deploy["status"]
         pod_spec = deploy["spec"]["template"]["spec"]
         assert pod_spec["serviceAccountName"] == NAME
         assert pod_spec["containers"][0]["args"] == [
             "--log-format=json",
             "--liveness=http://0.0.0.0:8080/healthz",
             "--metrics-port=9090",
+            "--leader-elect",
+            f"--leader-election-id={NAME}",
         ]
         assert admin.exists("serviceaccount", NAME, "-n", ns)
         binding = admin.get_json("clusterrolebinding", NAME)
@@ -78,9 +81,11 @@ def test_helm_install_upgrade_uninstall(admin: UserTools):
             "--metrics-port=9090",
             f"--namespace={watched[0]}",
             f"--namespace={watched[1]}",
+            "--leader-elect",
+            f"--leader-election-id={NAME}",
         ]
         assert container["resources"]["limits"]["memory"] == "300Mi"
-        assert deploy["status"].get("availableReplicas") == 1 and deploy["status"].get("updatedReplicas") == 1
+        assert deploy["status"].get("availableReplicas") == 2 and deploy["status"].get("updatedReplicas") == 2
         assert admin.get_json("pdb", NAME, "-n", ns)["spec"]["maxUnavailable"] == 1
         assert rules_of(admin, "clusterrole") == {
             ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
