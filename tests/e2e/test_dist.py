@@ -4,8 +4,12 @@ kustomization that lists it."""
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterator
+from pathlib import Path
 
-from e2ehelpers import CRD_NAME, ROOT, SYSTEM_NAMESPACE, UserTools, docs, wait_for
+import pytest
+from e2ehelpers import CRD_NAME, ROOT, SYSTEM_NAMESPACE, UserTools, docs
+from localcluster import LocalCluster
 
 DIST = ROOT / "dist" / "install.yaml"
 CRD = ROOT / "crds" / "servedmodel.io_servedmodels.yaml"
@@ -52,49 +56,49 @@ def resource_versions(admin: UserTools) -> dict[str, str]:
     return dict(line.split("=", 1) for line in out.stdout.split())
 
 
-def test_kubectl_apply_is_idempotent_and_delete_removes_everything(admin: UserTools):
+@pytest.fixture
+def own_cluster(tools_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[UserTools]:
+    """helm/kubectl as admin of a control plane of this test's own: `kubectl delete -f dist/install.yaml`
+    deletes the CRD with it, which would pull the ServedModel API from under the session's operator (and
+    every test after this one)."""
+    cp = LocalCluster(workdir=tmp_path_factory.mktemp("dist-controlplane"))
+    cp.start()
     try:
-        first = admin.kubectl("apply", "-f", str(DIST)).stdout
-        assert "deployment.apps/servedmodel-operator created" in first, first
-        admin.kubectl(
-            "wait",
-            "-n",
-            SYSTEM_NAMESPACE,
-            "--for=condition=Available",
-            "--timeout=90s",
-            "deployment/servedmodel-operator",
-        )
-        before = resource_versions(admin)
-        assert len(before) == 9
-        second = admin.kubectl("apply", "-f", str(DIST)).stdout
-        # kubectl says "configured" for a PodDisruptionBudget on every apply (its selector's patch strategy
-        # is "replace", so the patch always carries it) although nothing changes: resourceVersions tell.
-        assert all(
-            line.endswith(" unchanged") or line.startswith("poddisruptionbudget.policy/")
-            for line in second.splitlines()
-        ), second
-        assert resource_versions(admin) == before
-        diff = admin.kubectl("diff", "-f", str(DIST), check=False)
-        assert diff.returncode == 0, f"kubectl diff found drift:\n{diff.stdout}{diff.stderr}"
-
-        admin.kubectl("delete", "-f", str(DIST), "--timeout=120s")
-        for args in (
-            ["namespace", SYSTEM_NAMESPACE],
-            ["clusterrole", "servedmodel-operator"],
-            ["clusterrolebinding", "servedmodel-operator"],
-            ["crd", CRD_NAME],
-        ):
-            assert not admin.exists(*args), args
+        yield UserTools(tools_dir, cp.kubeconfig)
     finally:
-        # `kubectl delete -f` removes the CRD, as it should; the rest of the session needs it back.
-        admin.kubectl("apply", "--server-side", "-f", str(CRD))
-        wait_for(
-            lambda: (
-                admin.kubectl(
-                    "wait", "--for=condition=Established", "--timeout=30s", f"crd/{CRD_NAME}", check=False
-                ).returncode
-                == 0
-            ),
-            timeout=60,
-            what="the CRD to be re-established",
-        )
+        cp.stop()
+
+
+def test_kubectl_apply_is_idempotent_and_delete_removes_everything(own_cluster: UserTools):
+    admin = own_cluster
+    first = admin.kubectl("apply", "-f", str(DIST)).stdout
+    assert "deployment.apps/servedmodel-operator created" in first, first
+    admin.kubectl(
+        "wait",
+        "-n",
+        SYSTEM_NAMESPACE,
+        "--for=condition=Available",
+        "--timeout=90s",
+        "deployment/servedmodel-operator",
+    )
+    before = resource_versions(admin)
+    assert len(before) == 9
+    second = admin.kubectl("apply", "-f", str(DIST)).stdout
+    # kubectl says "configured" for a PodDisruptionBudget on every apply (its selector's patch strategy
+    # is "replace", so the patch always carries it) although nothing changes: resourceVersions tell.
+    assert all(
+        line.endswith(" unchanged") or line.startswith("poddisruptionbudget.policy/")
+        for line in second.splitlines()
+    ), second
+    assert resource_versions(admin) == before
+    diff = admin.kubectl("diff", "-f", str(DIST), check=False)
+    assert diff.returncode == 0, f"kubectl diff found drift:\n{diff.stdout}{diff.stderr}"
+
+    admin.kubectl("delete", "-f", str(DIST), "--timeout=120s")
+    for args in (
+        ["namespace", SYSTEM_NAMESPACE],
+        ["clusterrole", "servedmodel-operator"],
+        ["clusterrolebinding", "servedmodel-operator"],
+        ["crd", CRD_NAME],
+    ):
+        assert not admin.exists(*args), args
