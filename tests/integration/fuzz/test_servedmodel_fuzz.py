@@ -113,7 +113,7 @@ def cases(draw):
 @pytest.mark.xfail(
     strict=False,
     reason="intermittent since the poller/leader-election changes, cause not yet found: failed once in a "
-    "whole-suite run after the e2e tests (passes run alone and after the fault tests); its message was not kept",
+    "whole-suite run after the e2e tests (passes alone and after the fault tests); message not kept",
 )
 def test_malformed_servedmodels_are_rejected_or_reported(cluster, kube, operator, namespace):
     ns = namespace
