@@ -47,3 +47,7 @@ MODEL_CONFIG_FILE = "models.config"
 TF_SERVING_BINARY = "/usr/bin/tensorflow_model_server"
 # The tensorflow/serving image runs as root by default; we run it as an unprivileged user.
 RUN_AS_USER = 1000
+
+# With spec.storage.s3: the sync sidecar's HTTP port (its state, readiness), in every model server pod.
+SYNC_PORT = 8502
+SYNC_STATE_PATH = "/v1/sync"  # servedmodel_exporter.objectstore.sync serves its state here

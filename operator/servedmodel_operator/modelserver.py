@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 
 from . import metrics
+from .object_storage import SyncState, parse_sync_state
 from .spec import ServedModelSpec
 
 FAST_SECONDS = 5.0  # while rolling out or right after a change
@@ -137,6 +138,7 @@ class _Entry:
     failures: int = 0
     changed_at: float = float("-inf")  # when the spec last changed (not when it was first seen)
     in_flight: bool = False
+    kind: str = "model"  # "model": TF Serving's status API; "sync": an S3 sync sidecar's state
 
 
 @dataclass
@@ -175,15 +177,24 @@ class ModelServerPoller:
 
     # -- what reconciles call (no I/O) --------------------------------------------------------------
 
-    def watch(self, key: PollKey, url: str, fingerprint: str, busy: bool, age: float | None = None) -> None:
+    def watch(
+        self,
+        key: PollKey,
+        url: str,
+        fingerprint: str,
+        busy: bool,
+        age: float | None = None,
+        kind: str = "model",
+    ) -> None:
         """Poll this model server (from now on, or keep polling it). A new server or a new spec (the
         fingerprint) is asked at once; `busy` (rolling out) keeps the fast cadence. `age`: seconds since the
         ServedModel was created, so that a new one counts as just changed (and one an operator restart
-        meets for the first time does not)."""
+        meets for the first time does not). `kind` "sync": the URL is an S3 sync sidecar's state, and
+        the observation's `versions` is its SyncState (None until it answered)."""
         now = self.clock()
         entry = self._entries.get(key)
         if entry is None:
-            entry = self._entries[key] = _Entry(url, fingerprint, busy, Observation(url=url))
+            entry = self._entries[key] = _Entry(url, fingerprint, busy, Observation(url=url), kind=kind)
             if age is not None and age < SETTLE_SECONDS:
                 entry.changed_at = now - max(0.0, age)
             self._schedule(key, entry, now)
@@ -291,7 +302,7 @@ class ModelServerPoller:
         try:
             async with self._slots:
                 url = entry.url
-                versions, error = await self._fetch(url)
+                versions, error = await self._fetch(url, entry.kind)
         finally:
             entry.in_flight = False
         if self._entries.get(key) is not entry:
@@ -316,10 +327,10 @@ class ModelServerPoller:
         ):
             self.on_change(key[:2])
 
-    async def _fetch(self, url: str) -> tuple[list[VersionState] | None, str]:
+    async def _fetch(self, url: str, kind: str = "model") -> tuple[Any, str]:
         """(versions, "") from an answer, (None, why) when the server could not be reached."""
         try:
-            versions = await self._get(url)
+            versions = await (self._get_sync(url) if kind == "sync" else self._get(url))
             metrics.MODEL_SERVER_REQUESTS.labels("ok").inc()
             return versions, ""
         except ModelNotFound:
@@ -329,6 +340,23 @@ class ModelServerPoller:
             metrics.MODEL_SERVER_REQUESTS.labels("unreachable").inc()
             detail = str(exc) or exc.__class__.__name__
             return None, f"{exc.__class__.__name__}: {detail}"[:300]
+
+    async def _get_sync(self, url: str) -> SyncState:
+        async with self._http().get(url) as resp:
+            if resp.status >= 400:
+                raise aiohttp.ClientResponseError(
+                    resp.request_info, resp.history, status=resp.status, message=resp.reason or ""
+                )
+            return parse_sync_state(await resp.json(content_type=None))
+
+    def _http(self) -> Any:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.request_timeout),
+                connector=aiohttp.TCPConnector(limit=self.max_concurrent),
+                trust_env=False,  # cluster-internal addresses: no proxies
+            )
+        return self._session
 
     async def _get(self, url: str) -> list[VersionState]:
         if self._session is None:
@@ -347,8 +375,11 @@ class ModelServerPoller:
             return parse_model_status(await resp.json(content_type=None))
 
 
-def _in_transition(versions: list[VersionState] | None) -> bool:
-    """Loading, unloading, or nothing AVAILABLE yet: worth asking again soon."""
+def _in_transition(versions: Any) -> bool:
+    """Loading, unloading, or nothing AVAILABLE yet (a sync sidecar: not synced, or failing): worth asking
+    again soon."""
+    if isinstance(versions, SyncState):
+        return not versions.first_sync_done or bool(versions.error_code or versions.too_big)
     states = {v.state for v in versions or []}
     return "AVAILABLE" not in states or bool(states & {"START", "LOADING", "UNLOADING"})
 

@@ -31,6 +31,8 @@ class Policy:
                 images.append(("spec.export.image", spec.export.image, True))
             if spec.model_image is not None:  # pulled by the kubelet, and run as the modelcar
                 images.append(("spec.storage.image.reference", spec.model_image.reference, True))
+            if spec.s3 is not None:  # the sync sidecar
+                images.append(("spec.storage.s3.syncImage", spec.s3.sync_image, spec.s3.sync_image_set))
             for field, image, written in images:
                 if not image.startswith(self.image_prefixes):
                     default = "" if written else " (the operator's default)"

@@ -20,15 +20,31 @@ import requests
 
 from . import model_image
 from . import status as st
-from .constants import ANNOTATION_SPEC_HASH, GROUP, HANDOVER_FIELD_MANAGER, VERSION
+from .constants import (
+    ANNOTATION_SPEC_HASH,
+    GROUP,
+    HANDOVER_FIELD_MANAGER,
+    SYNC_PORT,
+    SYNC_STATE_PATH,
+    VERSION,
+)
 from .drift import fingerprint, needs_apply
 from .event_policy import DELETED, EventPolicy, ImmediateRecorder, apply_reason
 from .export_lifecycle import ExportLifecycle
 from .kube import ApiError, KubeApi
 from .labels import applied_labels, hold, pending_message, staged_labels
 from .modelserver import ModelServerPoller, Observation, observation_verdict
+from .object_storage import SyncState, sync_problem
 from .policy import Policy
-from .render import PRUNABLE_KINDS, endpoints, names, render, selector_labels, track_service_name
+from .render import (
+    PRUNABLE_KINDS,
+    endpoints,
+    names,
+    render,
+    selector_labels,
+    sync_service_name,
+    track_service_name,
+)
 from .replicas_handover import handover
 from .spec import InvalidSpec, ServedModelSpec, parse
 from .storage_access import CONDITION as STORAGE_CONFLICT
@@ -99,7 +115,7 @@ class Reconciler:
         if problems:  # checked before anything is rendered: nothing is created or changed
             await self._blocked(key, sm, spec, "PolicyViolation", "; ".join(problems) + ".")
             return
-        if spec.model_image is None and not self.cache.pvc_exists(spec.namespace, spec.claim_name):
+        if spec.claim_name and not self.cache.pvc_exists(spec.namespace, spec.claim_name):
             await self._blocked(
                 key,
                 sm,
@@ -197,6 +213,12 @@ class Reconciler:
         defer = awaiting and (sm.get("status") or {}).get("observedGeneration") == sm["metadata"].get(
             "generation"
         )
+        if spec.s3 is not None:
+            sync = self._sync_state(key, sm, spec, deployment, desired_replicas)
+            if sync is not None:
+                conditions = st.with_sync_state(conditions, sync.first_sync_done, sync_problem(sync))
+        elif self.poller is not None:
+            self.poller.unwatch((*key, "sync"))
         if undeleted:
             conditions = st.with_delete_failures(conditions, undeleted)
         image_record = None
@@ -204,7 +226,7 @@ class Reconciler:
             conditions, image_record = await self._model_image_status(
                 key, sm, spec, conditions, mount, mount_why
             )
-        else:
+        elif spec.claim_name:
             conflict = access_conflict(spec, self.cache.pvc_access_modes(spec.namespace, spec.claim_name))
             if conflict is not None:
                 conditions.append(st.Condition(STORAGE_CONFLICT, True, *conflict))
@@ -347,6 +369,30 @@ class Reconciler:
         service = track_service_name(spec, track) if track else None
         self.poller.watch(poll_key, self.poller.url(spec, service), fingerprint, busy, _age(sm))
         return self.poller.observed(poll_key)
+
+    def _sync_state(
+        self,
+        key: Key,
+        sm: dict[str, Any],
+        spec: ServedModelSpec,
+        deployment: dict[str, Any] | None,
+        desired_replicas: int,
+    ) -> SyncState | None:
+        """What the S3 sync sidecars last said (asked through their Service, which also reaches pods that
+        are not ready: those are the ones that cannot sync); None while nothing answered."""
+        poll_key = (*key, "sync")
+        if self.poller is None:
+            return None
+        if deployment is None or not desired_replicas:
+            self.poller.unwatch(poll_key)
+            return None
+        base = self.poller.url_template.format(
+            service=sync_service_name(spec), namespace=spec.namespace, port=SYNC_PORT
+        )
+        fingerprint = str(sm["metadata"].get("generation", 0))
+        self.poller.watch(poll_key, base + SYNC_STATE_PATH, fingerprint, True, _age(sm), kind="sync")
+        seen = self.poller.observed(poll_key)
+        return seen.versions if seen.reachable and isinstance(seen.versions, SyncState) else None
 
     async def _detect_image_mount(self, namespace: str) -> tuple[str, str]:
         """How storage.image reaches pods on this cluster (model_image.py): the setting when it is not

@@ -11,7 +11,7 @@ import hashlib
 import json
 from typing import Any
 
-from . import model_image
+from . import model_image, object_storage
 from .constants import (
     ANNOTATION_RESTART_CHECKSUM,
     ANNOTATION_SPEC_HASH,
@@ -29,6 +29,7 @@ from .constants import (
     MODEL_MOUNT,
     OPERATOR_NAME,
     RUN_AS_USER,
+    SYNC_PORT,
     TF_SERVING_BINARY,
 )
 from .model_image import MODELCAR
@@ -340,7 +341,12 @@ def render_deployment(
         ],
         "enableServiceLinks": False,
     }
-    if spec.model_image is None:
+    if spec.s3 is not None:
+        parts = object_storage.pod_parts(spec, restricted_container_security(), spec.image_pull_policy)
+        container["volumeMounts"].insert(0, parts["server_mount"])
+        pod_spec["volumes"].insert(0, parts["volume"])
+        pod_spec["initContainers"] = parts["init_containers"]
+    elif spec.model_image is None:
         container["volumeMounts"].insert(
             0, {"name": "models", "mountPath": MODEL_MOUNT, "readOnly": spec.claim_read_only}
         )
@@ -417,6 +423,36 @@ def render_service(spec: ServedModelSpec, track: str | None = None) -> dict[str,
                         "protocol": "TCP",
                         "appProtocol": "http",
                     },
+                ],
+            },
+        }
+    )
+
+
+def sync_service_name(spec: ServedModelSpec) -> str:
+    return child_name(spec.name, "sync")
+
+
+def render_sync_service(spec: ServedModelSpec) -> dict[str, Any]:
+    """With storage.s3: reaches the sync sidecars, ready or not (object_storage.py), for the operator."""
+    return _stamp(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": _metadata(spec, sync_service_name(spec)),
+            "spec": {
+                "type": "ClusterIP",
+                "selector": selector_labels(spec),
+                # A pod that cannot sync never gets ready, and it is the one whose report matters.
+                "publishNotReadyAddresses": True,
+                "ports": [
+                    {
+                        "name": "sync",
+                        "port": SYNC_PORT,
+                        "targetPort": "sync",
+                        "protocol": "TCP",
+                        "appProtocol": "http",
+                    }
                 ],
             },
         }
@@ -509,6 +545,8 @@ def render(
     stable = spec.stable_view() if spec.canary is not None else spec
     configmap = render_configmap(stable)
     objects = [configmap, render_service(spec)]
+    if spec.s3 is not None:
+        objects.append(render_sync_service(spec))
     if spec.autoscaling is not None:
         objects.append(render_hpa(spec))
     if spec.min_replicas > 1:

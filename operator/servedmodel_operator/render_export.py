@@ -13,6 +13,7 @@ from typing import Any
 
 from .constants import EXPORTER_USER, LABEL_COMPONENT, VOLUME_MOUNT
 from .naming import child_name
+from .object_storage import sync_env
 from .render import (
     _metadata,
     _stamp,
@@ -50,15 +51,21 @@ def exporter_args(spec: ServedModelSpec) -> list[str]:
     """`servedmodel-export publish` into the folder TF Serving watches: <base>/<model>/ = the base path."""
     export = spec.export
     assert export is not None
-    model_dir = posixpath.normpath(posixpath.join(VOLUME_MOUNT, spec.path))
+    if spec.s3 is not None:  # into the bucket the sync sidecars read (credentials in the env)
+        destination = ["--to", spec.s3.url, "--model", spec.s3.model]
+    else:
+        model_dir = posixpath.normpath(posixpath.join(VOLUME_MOUNT, spec.path))
+        destination = [
+            "--base-path",
+            posixpath.dirname(model_dir),
+            "--model",
+            posixpath.basename(model_dir),
+        ]
     source = export.source_url or posixpath.join(VOLUME_MOUNT, export.source_path)
     args = [
         "publish",
         source,
-        "--base-path",
-        posixpath.dirname(model_dir),
-        "--model",
-        posixpath.basename(model_dir),
+        *destination,
         "--version",
         export.version,
         "--result-file",
@@ -96,6 +103,14 @@ def render_export_job(spec: ServedModelSpec) -> dict[str, Any]:
         ],
         "securityContext": restricted_container_security(),
     }
+    volumes: list[dict[str, Any]] = [
+        {"name": "models", "persistentVolumeClaim": {"claimName": spec.claim_name}},
+        {"name": "tmp", "emptyDir": {}},
+    ]
+    if spec.s3 is not None:  # no volume: the bucket, with the sidecars' address and access key
+        container["env"] += [e for e in sync_env(spec) if e["name"] != "HOME"]
+        container["volumeMounts"] = container["volumeMounts"][1:]
+        volumes = volumes[1:]
     if export.resources:
         container["resources"] = dict(export.resources)
     return _stamp(
@@ -120,10 +135,7 @@ def render_export_job(spec: ServedModelSpec) -> dict[str, Any]:
                             # every file of every version on every run
                             "fsGroupChangePolicy": "OnRootMismatch",
                         },
-                        "volumes": [
-                            {"name": "models", "persistentVolumeClaim": {"claimName": spec.claim_name}},
-                            {"name": "tmp", "emptyDir": {}},
-                        ],
+                        "volumes": volumes,
                         "enableServiceLinks": False,
                         **export_placement(spec),
                     },

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .constants import DEFAULT_EXPORTER_IMAGE, DEFAULT_IMAGE, MODEL_IMAGE_ROOT, MODEL_MOUNT
+from .constants import DEFAULT_EXPORTER_IMAGE, DEFAULT_IMAGE, MODEL_IMAGE_ROOT, MODEL_MOUNT, SYNC_PORT
 
 MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
 DNS_LABEL_RE = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -105,6 +105,29 @@ class ModelImage:
 
 
 @dataclass(frozen=True)
+class S3Storage:
+    """spec.storage.s3: the versions live in a bucket; a sync sidecar mirrors them into an emptyDir."""
+
+    bucket: str
+    prefix: str = ""  # of the model folders: objects are under <prefix>/<model>/<version>/
+    model: str = ""  # the model folder's name under the prefix
+    endpoint: str = ""
+    region: str = "us-east-1"
+    secret_name: str = ""  # "" : the SDK's own credential chain
+    access_key_id_key: str = "AWS_ACCESS_KEY_ID"
+    secret_access_key_key: str = "AWS_SECRET_ACCESS_KEY"
+    size_limit: str = "10Gi"
+    sync_interval_seconds: int = 10
+    sync_image: str = DEFAULT_EXPORTER_IMAGE
+    sync_image_set: bool = False  # written in the spec (syncImage or export.image), not the default
+
+    @property
+    def url(self) -> str:
+        """s3://bucket/prefix, as `servedmodel-export publish --to` takes it."""
+        return f"s3://{self.bucket}/{self.prefix}".rstrip("/")
+
+
+@dataclass(frozen=True)
 class ServedModelSpec:
     name: str
     namespace: str
@@ -143,6 +166,7 @@ class ServedModelSpec:
     server_version: str = ""  # the TF Serving release `image` runs, when the user declares it
     canary: Canary | None = None
     model_image: ModelImage | None = None  # storage.image; then claim_name is ""
+    s3: S3Storage | None = None  # storage.s3; then claim_name is ""
 
     @property
     def gpus(self) -> bool:
@@ -187,6 +211,8 @@ class ServedModelSpec:
         """Absolute model base path inside the model server container."""
         if self.model_image is not None:  # the image's /models/<path or model name>, wherever it is mounted
             return posixpath.join(MODEL_IMAGE_ROOT, "models", self.path or self.model_name)
+        if self.s3 is not None:  # the sidecar's emptyDir, holding <model>/<version>/ like the bucket
+            return posixpath.join(MODEL_MOUNT, self.s3.model)
         return posixpath.join(MODEL_MOUNT, self.path) if self.path else MODEL_MOUNT
 
 
@@ -324,7 +350,7 @@ def _export(raw: dict[str, Any] | None) -> ExportSpec | None:
     )
 
 
-STORAGE_SOURCES = ("persistentVolumeClaim", "image")
+STORAGE_SOURCES = ("persistentVolumeClaim", "s3", "image")
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 
 
@@ -346,6 +372,54 @@ def _model_image(raw: dict[str, Any] | None) -> ModelImage | None:
             raise InvalidSpec("storage.image.pullSecrets entries must name a Secret: {name: <secret>}")
         secrets.append(name)
     return ModelImage(reference, policy, tuple(secrets))
+
+
+BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+QUANTITY_RE = re.compile(r"^\+?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[kMGTPE])?$")
+
+
+def _s3(raw: dict[str, Any] | None, path: str, model_name: str, export_image: str) -> S3Storage | None:
+    if raw is None:
+        return None
+    bucket = raw.get("bucket") or ""
+    if not BUCKET_RE.match(bucket):
+        raise InvalidSpec(
+            f"storage.s3.bucket {bucket!r} is not a bucket name (3-63 lowercase letters, digits, '.', '-')"
+        )
+    prefix = str(raw.get("prefix") or "").rstrip("/")
+    if prefix.startswith("/") or ".." in prefix.split("/"):
+        raise InvalidSpec(
+            "storage.s3.prefix is relative to the bucket and must not start with '/' or contain '..'"
+        )
+    endpoint = raw.get("endpoint") or ""
+    if endpoint and not re.match(r"^https?://[^\s/]+(/.*)?$", endpoint):
+        raise InvalidSpec(f"storage.s3.endpoint {endpoint!r} must be an http(s) URL")
+    size_limit = str(raw.get("sizeLimit", "10Gi"))
+    if not QUANTITY_RE.match(size_limit):
+        raise InvalidSpec(f"storage.s3.sizeLimit {size_limit!r} must be a quantity such as 10Gi")
+    creds = raw.get("credentials")
+    if creds is not None and not (creds or {}).get("secretName"):
+        raise InvalidSpec("storage.s3.credentials.secretName is required: the Secret holding the access key")
+    creds = creds or {}
+    # storage.path names the model folder, possibly under sub-folders of the prefix
+    folder = path or model_name
+    parent, model = posixpath.split(folder)
+    return S3Storage(
+        bucket=bucket,
+        prefix=posixpath.join(prefix, parent).strip("/") if parent else prefix,
+        model=model,
+        endpoint=endpoint,
+        region=raw.get("region") or "us-east-1",
+        secret_name=creds.get("secretName", ""),
+        access_key_id_key=creds.get("accessKeyIdKey") or "AWS_ACCESS_KEY_ID",
+        secret_access_key_key=creds.get("secretAccessKeyKey") or "AWS_SECRET_ACCESS_KEY",
+        size_limit=size_limit,
+        sync_interval_seconds=_int(
+            raw.get("syncIntervalSeconds", 10), "storage.s3.syncIntervalSeconds", 1, 3600
+        ),
+        sync_image=raw.get("syncImage") or export_image or DEFAULT_EXPORTER_IMAGE,
+        sync_image_set=bool(raw.get("syncImage") or export_image),
+    )
 
 
 def _server_version(raw: Any) -> str:
@@ -373,13 +447,20 @@ def parse(body: dict[str, Any]) -> ServedModelSpec:
     sources = [k for k in STORAGE_SOURCES if storage.get(k) is not None]
     if len(sources) != 1:
         raise InvalidSpec(
-            "storage must set exactly one source: persistentVolumeClaim or image"
+            "storage must set exactly one source: persistentVolumeClaim, s3 or image"
             + (f" (it sets {' and '.join(sources)})" if sources else "")
         )
     pvc = storage.get("persistentVolumeClaim") or {}
     model_image = _model_image(storage.get("image"))
-    if model_image is None and not pvc.get("claimName"):
+    path = _relative_path(storage.get("path") or "")
+    export_image = (spec.get("export") or {}).get("image") or ""
+    s3 = _s3(storage.get("s3"), path, model_name, export_image)
+    if model_image is None and s3 is None and not pvc.get("claimName"):
         raise InvalidSpec("storage.persistentVolumeClaim.claimName is required")
+    if s3 is not None and ((spec.get("export") or {}).get("source") or {}).get("path"):
+        raise InvalidSpec(
+            "with storage.s3 there is no model volume to read export.source.path from: use export.source.url"
+        )
     if model_image is not None and spec.get("export"):
         raise InvalidSpec(
             "spec.export publishes onto a volume, and storage.image has none: publish with "
@@ -407,6 +488,11 @@ def parse(body: dict[str, Any]) -> ServedModelSpec:
         raise InvalidSpec(
             "ports.grpc and ports.rest must differ (TF Serving silently disables REST when equal)"
         )
+    if s3 is not None and SYNC_PORT in (grpc, rest):
+        raise InvalidSpec(
+            f"with storage.s3, port {SYNC_PORT} is the sync sidecar's: "
+            "ports.grpc and ports.rest must use others"
+        )
 
     server = spec.get("server") or {}
     extra_args = tuple(server.get("extraArgs") or ())
@@ -430,7 +516,7 @@ def parse(body: dict[str, Any]) -> ServedModelSpec:
         model_name=model_name,
         claim_name=pvc.get("claimName", ""),
         claim_read_only=bool(pvc.get("readOnly", True)),
-        path=_relative_path(storage.get("path") or ""),
+        path=path,
         version_policy=policy,
         version_labels=labels,
         replicas=_int(spec.get("replicas", 1), "replicas", 0, 1000),
@@ -467,4 +553,5 @@ def parse(body: dict[str, Any]) -> ServedModelSpec:
         server_version=_server_version(spec.get("serverVersion")),
         canary=_canary(spec.get("canary")),
         model_image=model_image,
+        s3=s3,
     )

@@ -146,6 +146,28 @@ def with_image_pull_failure(conditions: list[Condition], failure: tuple[str, str
     return [by_type[c.type] for c in conditions]
 
 
+def with_sync_state(
+    conditions: list[Condition], first_sync_done: bool, problem: tuple[str, str] | None
+) -> list[Condition]:
+    """What the S3 sync sidecars say: a store error or a version too big makes the ServedModel Degraded
+    with the store's own message, and, while no pod serves, not Ready for that reason (pods serving
+    versions synced before keep it Ready)."""
+    by_type = {c.type: c for c in conditions}
+    if problem is not None:
+        reason, message = problem
+        if not by_type[READY].status:
+            by_type[READY] = Condition(READY, False, reason, message)
+        by_type[DEGRADED] = Condition(DEGRADED, True, reason, message)
+    elif not first_sync_done and not by_type[READY].status:
+        by_type[READY] = Condition(
+            READY,
+            False,
+            "AwaitingFirstSync",
+            "The sync sidecar is mirroring the bucket's versions for the first time.",
+        )
+    return [by_type[c.type] for c in conditions]
+
+
 def image_status(
     reference: str, mount: str, why: str, digests: dict[str, int], old: dict[str, Any] | None
 ) -> dict[str, Any]:

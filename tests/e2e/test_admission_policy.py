@@ -47,6 +47,10 @@ MODEL_IMAGE_RULE = (
     "spec.storage.image.reference 'evil.example/model:1' is not allowed by the allowedImagePrefixes rule: "
     f"images must start with one of {ALLOWED_PREFIXES}"
 )
+SYNC_IMAGE_RULE = (
+    "spec.storage.s3.syncImage 'evil.example/sync:1' is not allowed by the allowedImagePrefixes rule: "
+    f"images must start with one of {ALLOWED_PREFIXES}"
+)
 ACCOUNT_RULE = (
     "spec.serviceAccountName 'cluster-admin-sa' is not allowed by the allowedServiceAccounts rule: "
     "allowed are default, model-reader"
@@ -60,6 +64,10 @@ REFUSED = {
     ),
     "bad-account": ({"serviceAccountName": "cluster-admin-sa"}, ACCOUNT_RULE),
     "bad-model-image": ({"storage": {"image": {"reference": "evil.example/model:1"}}}, MODEL_IMAGE_RULE),
+    "bad-sync-image": (
+        {"storage": {"s3": {"bucket": "models", "syncImage": "evil.example/sync:1"}}},
+        SYNC_IMAGE_RULE,
+    ),
 }
 ALLOWED = {
     "defaults": {"export": {"source": {"path": "in/m.keras"}}},  # default server and exporter images

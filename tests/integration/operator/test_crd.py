@@ -36,6 +36,27 @@ def test_an_image_as_storage_is_accepted_with_its_defaults(kube, crd, namespace)
     }
 
 
+def test_an_s3_bucket_as_storage_is_accepted_with_its_defaults(kube, crd, namespace):
+    s3 = {"bucket": "models", "endpoint": "http://10.200.1.1:8333", "credentials": {"secretName": "s3"}}
+    body = servedmodel("s3", namespace, storage={"s3": s3})
+    obj = json.loads(
+        kube.kubectl("apply", "--dry-run=server", "-o", "json", "-f", "-", input=yaml.safe_dump(body)).stdout
+    )
+    assert obj["spec"]["storage"]["s3"] == {
+        "bucket": "models",
+        "endpoint": "http://10.200.1.1:8333",
+        "prefix": "",
+        "region": "us-east-1",
+        "credentials": {
+            "secretName": "s3",
+            "accessKeyIdKey": "AWS_ACCESS_KEY_ID",
+            "secretAccessKeyKey": "AWS_SECRET_ACCESS_KEY",
+        },
+        "sizeLimit": "10Gi",
+        "syncIntervalSeconds": 10,
+    }
+
+
 def test_defaults_are_filled_by_the_api_server(kube, crd, namespace):
     obj = json.loads(
         kube.kubectl(
@@ -77,10 +98,10 @@ BAD = [
     ({"replicas": -1}, "spec.replicas"),
     ({"modelName": "no/slash"}, "spec.modelName"),
     ({"imagePullPolicy": "Sometimes"}, "Unsupported value"),
-    ({"storage": {"path": "x"}}, "storage must set exactly one source: persistentVolumeClaim or image"),
+    ({"storage": {"path": "x"}}, "storage must set exactly one source: persistentVolumeClaim, s3 or image"),
     (
         {"storage": {"persistentVolumeClaim": {"claimName": "m"}, "image": {"reference": "r.example/m:1"}}},
-        "storage must set exactly one source: persistentVolumeClaim or image",
+        "storage must set exactly one source: persistentVolumeClaim, s3 or image",
     ),
     ({"storage": {"image": {}}}, "spec.storage.image.reference: Required value"),
     ({"storage": {"image": {"reference": "r.example/m:1", "pullPolicy": "Daily"}}}, "Unsupported value"),
@@ -88,6 +109,35 @@ BAD = [
     (
         {"storage": {"image": {"reference": "r.example/m:1"}}, "export": {"source": {"path": "m.keras"}}},
         "spec.export publishes onto the claim, and storage.image has none",
+    ),
+    (
+        {"storage": {"s3": {"bucket": "models"}, "image": {"reference": "r.example/m:1"}}},
+        "storage must set exactly one source: persistentVolumeClaim, s3 or image",
+    ),
+    (
+        {"storage": {"s3": {"bucket": "models"}, "persistentVolumeClaim": {"claimName": "m"}}},
+        "storage must set exactly one source: persistentVolumeClaim, s3 or image",
+    ),
+    ({"storage": {"s3": {}}}, "spec.storage.s3.bucket: Required value"),
+    ({"storage": {"s3": {"bucket": "Bad_Bucket"}}}, "spec.storage.s3.bucket: Invalid value"),
+    ({"storage": {"s3": {"bucket": "models", "prefix": "/abs"}}}, "must not start with '/' or contain '..'"),
+    ({"storage": {"s3": {"bucket": "models", "endpoint": "s3.example"}}}, "spec.storage.s3.endpoint"),
+    ({"storage": {"s3": {"bucket": "models", "sizeLimit": "big"}}}, "spec.storage.s3.sizeLimit"),
+    (
+        {"storage": {"s3": {"bucket": "models", "syncIntervalSeconds": 0}}},
+        "spec.storage.s3.syncIntervalSeconds",
+    ),
+    (
+        {"storage": {"s3": {"bucket": "models", "credentials": {}}}},
+        "spec.storage.s3.credentials.secretName: Required value",
+    ),
+    (
+        {"storage": {"s3": {"bucket": "models"}}, "export": {"source": {"path": "m.keras"}}},
+        "with storage.s3 there is no model volume to read export.source.path from",
+    ),
+    (
+        {"storage": {"s3": {"bucket": "models"}}, "ports": {"rest": 8502}},
+        "port 8502 is the sync sidecar's",
     ),
 ]
 

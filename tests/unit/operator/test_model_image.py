@@ -44,7 +44,8 @@ def test_an_image_source_parses_and_its_base_path_is_under_the_images_models_fol
         (
             {"image": {"reference": REF}, "persistentVolumeClaim": {"claimName": "m"}},
             {},
-            "exactly one source: persistentVolumeClaim or image (it sets persistentVolumeClaim and image)",
+            "exactly one source: persistentVolumeClaim, s3 or image "
+            "(it sets persistentVolumeClaim and image)",
         ),
         ({"path": "x"}, {}, "exactly one source"),
         ({"image": {}}, {}, "storage.image.reference must be an image reference"),

@@ -19,6 +19,12 @@ VIEW = {
     "storage.persistentVolumeClaim.readOnly": lambda s: s.claim_read_only,
     "storage.path": lambda s: s.path,
     "storage.image.pullPolicy": lambda s: s.model_image.pull_policy,
+    "storage.s3.prefix": lambda s: s.s3.prefix,
+    "storage.s3.region": lambda s: s.s3.region,
+    "storage.s3.credentials.accessKeyIdKey": lambda s: s.s3.access_key_id_key,
+    "storage.s3.credentials.secretAccessKeyKey": lambda s: s.s3.secret_access_key_key,
+    "storage.s3.sizeLimit": lambda s: s.s3.size_limit,
+    "storage.s3.syncIntervalSeconds": lambda s: s.s3.sync_interval_seconds,
     "versionPolicy.latest.numVersions": lambda s: s.version_policy.num_versions,
     "replicas": lambda s: s.replicas,
     "canary.replicas": lambda s: s.canary.replicas,
@@ -83,6 +89,8 @@ def parsed(path: str) -> ServedModelSpec:
     spec: dict[str, Any] = {"storage": {"persistentVolumeClaim": {"claimName": "models"}}}
     if path.startswith("storage.image."):
         spec["storage"] = {"image": {"reference": "registry.example/models/m:1"}}
+    if path.startswith("storage.s3."):
+        spec["storage"] = {"s3": {"bucket": "models", "credentials": {"secretName": "s3"}}}
     top = path.split(".")[0]
     if top in SECTIONS:
         spec[top] = SECTIONS[top]
@@ -116,6 +124,23 @@ def test_the_dataclass_defaults_agree_with_the_crd():
         "startup_timeout_seconds": "server.startupTimeoutSeconds",
         "service_type": "service.type",
         "automount_token": "automountServiceAccountToken",
+    }
+    for attr, path in pairs.items():
+        assert fields[attr].default == defaults[path], (attr, path)
+
+
+def test_the_s3_dataclass_defaults_agree_with_the_crd():
+    from servedmodel_operator.spec import S3Storage
+
+    defaults = crd_defaults()
+    fields = S3Storage.__dataclass_fields__
+    pairs = {
+        "prefix": "storage.s3.prefix",
+        "region": "storage.s3.region",
+        "access_key_id_key": "storage.s3.credentials.accessKeyIdKey",
+        "secret_access_key_key": "storage.s3.credentials.secretAccessKeyKey",
+        "size_limit": "storage.s3.sizeLimit",
+        "sync_interval_seconds": "storage.s3.syncIntervalSeconds",
     }
     for attr, path in pairs.items():
         assert fields[attr].default == defaults[path], (attr, path)
