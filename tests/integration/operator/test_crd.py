@@ -21,6 +21,8 @@ def test_examples_are_accepted(kube, crd, namespace, example):
     storage = obj["spec"]["storage"]
     if "image" in storage:
         assert storage["image"]["pullPolicy"] == "IfNotPresent"  # the CRD's default
+    elif "s3" in storage:
+        assert storage["s3"]["region"] == "us-east-1"  # the CRD's default
     else:
         assert storage["persistentVolumeClaim"]["claimName"] == "models"
 
