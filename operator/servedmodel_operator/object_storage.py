@@ -69,7 +69,7 @@ def pod_parts(
     ``restartPolicy: Always``: running before the server starts, ready after its first sync)."""
     s3 = spec.s3
     assert s3 is not None
-    health = {"path": "/healthz", "port": "sync"}
+    health = {"path": "/healthz", "port": SYNC_PORT}
     sidecar = {
         "name": CONTAINER,
         "image": s3.sync_image,
@@ -83,7 +83,7 @@ def pod_parts(
         "startupProbe": {"httpGet": health, "periodSeconds": 1, "failureThreshold": 120},
         # Ready after the first complete sync (and while it stays synced): the pod's readiness waits for it.
         "readinessProbe": {
-            "httpGet": {"path": "/ready", "port": "sync"},
+            "httpGet": {"path": "/ready", "port": SYNC_PORT},
             "periodSeconds": 2,
             "failureThreshold": 2,
         },

@@ -449,7 +449,8 @@ def render_sync_service(spec: ServedModelSpec) -> dict[str, Any]:
                     {
                         "name": "sync",
                         "port": SYNC_PORT,
-                        "targetPort": "sync",
+                        # by number: a named port is looked up in the pod's containers, not its sidecars
+                        "targetPort": SYNC_PORT,
                         "protocol": "TCP",
                         "appProtocol": "http",
                     }

@@ -72,7 +72,7 @@ def test_the_pod_gets_the_sync_sidecar_the_emptydir_and_the_same_model_path():
     assert env["AWS_REGION"] == "us-east-1"
     assert env["AWS_ACCESS_KEY_ID"] == {"secretKeyRef": {"name": "s3-key", "key": "id"}}
     assert env["AWS_SECRET_ACCESS_KEY"] == {"secretKeyRef": {"name": "s3-key", "key": "secret"}}
-    assert sidecar["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "sync"}
+    assert sidecar["readinessProbe"]["httpGet"] == {"path": "/ready", "port": 8502}
     # TF Serving is told the folder the sidecar fills
     config = children(sm())[("ConfigMap", "iris-config")]["data"]["models.config"]
     assert 'base_path: "/models/iris"' in config
@@ -113,7 +113,7 @@ def test_a_service_reaches_the_sidecars_of_pods_that_are_not_ready():
     service = children(sm())[("Service", "iris-sync")]
     assert service["spec"]["publishNotReadyAddresses"] is True
     assert service["spec"]["ports"] == [
-        {"name": "sync", "port": 8502, "targetPort": "sync", "protocol": "TCP", "appProtocol": "http"}
+        {"name": "sync", "port": 8502, "targetPort": 8502, "protocol": "TCP", "appProtocol": "http"}
     ]
     assert ("Service", "iris-sync") not in children(
         {**sm(), "spec": {"storage": {"persistentVolumeClaim": {"claimName": "m"}}}}
