@@ -214,7 +214,7 @@ class Reconciler:
             "generation"
         )
         if spec.s3 is not None:
-            sync = self._sync_state(key, sm, spec, deployment, desired_replicas)
+            sync = self._sync_state(key, sm, spec, deployment, desired_replicas, conditions)
             if sync is not None:
                 conditions = st.with_sync_state(conditions, sync.first_sync_done, sync_problem(sync))
         elif self.poller is not None:
@@ -377,6 +377,7 @@ class Reconciler:
         spec: ServedModelSpec,
         deployment: dict[str, Any] | None,
         desired_replicas: int,
+        conditions: list[st.Condition],
     ) -> SyncState | None:
         """What the S3 sync sidecars last said (asked through their Service, which also reaches pods that
         are not ready: those are the ones that cannot sync); None while nothing answered."""
@@ -390,7 +391,11 @@ class Reconciler:
             service=sync_service_name(spec), namespace=spec.namespace, port=SYNC_PORT
         )
         fingerprint = str(sm["metadata"].get("generation", 0))
-        self.poller.watch(poll_key, base + SYNC_STATE_PATH, fingerprint, True, _age(sm), kind="sync")
+        # Asked often while the model is not settled (and while the sidecars report trouble: the poller's
+        # own rule), at the slow steady cadence otherwise.
+        by_type = {c.type: c.status for c in conditions}
+        busy = bool(by_type.get(st.PROGRESSING)) or not by_type.get(st.READY)
+        self.poller.watch(poll_key, base + SYNC_STATE_PATH, fingerprint, busy, _age(sm), kind="sync")
         seen = self.poller.observed(poll_key)
         return seen.versions if seen.reachable and isinstance(seen.versions, SyncState) else None
 
