@@ -9,7 +9,7 @@ export PYTHONPATH := $(CURDIR)/operator:$(CURDIR)/exporter:$(CURDIR)/tools/contr
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 PYTEST_ARGS ?=
 
-.PHONY: help demo test test-unit test-integration test-e2e lint controlplane node system-packages venv lock images bench generate helm-fetch
+.PHONY: help demo test test-unit test-integration test-e2e lint controlplane objectstore node system-packages venv lock images bench generate helm-fetch
 
 help: ## show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -26,22 +26,25 @@ images: ## build the operator, exporter and model-server stand-in images (oci-ar
 controlplane: ## build the local control plane binaries (cached outside the clone)
 	@tools/controlplane/build.sh
 
+objectstore: ## build the S3-compatible test object store (SeaweedFS, cached outside the clone)
+	@tools/controlplane/build-objectstore.sh
+
 system-packages: ## install the Debian packages the real node and image builds need (once; needs root)
 	@tools/dev/system-packages.sh
 
 node: system-packages ## build the real node's kubelet, kube-proxy, CoreDNS and small images (cached)
 	@tools/controlplane/build-node.sh
 
-demo: controlplane node ## a local cluster with a real node, the operator in a pod, a Keras model exported, served and called
+demo: controlplane objectstore node ## a local cluster with a real node, the operator in a pod, a Keras model exported, served and called
 	$(PYTHON) tools/demo/demo.py
 
-test: controlplane node ## run every test: unit, integration (local control plane) and e2e
+test: controlplane objectstore node ## run every test: unit, integration (local control plane) and e2e
 	$(PYTHON) -m pytest tests $(PYTEST_ARGS)
 
 test-unit: ## unit tests only (no cluster)
 	$(PYTHON) -m pytest tests/unit $(PYTEST_ARGS)
 
-test-integration: controlplane node ## integration tests only
+test-integration: controlplane objectstore node ## integration tests only
 	$(PYTHON) -m pytest tests/integration $(PYTEST_ARGS)
 
 test-e2e: controlplane node ## installed-product tests: Helm chart, dist/install.yaml, RBAC

@@ -6,6 +6,7 @@ or started, the tests that need it fail with the reason: they never skip.
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ from chartrights import grant_chart_rights, rbac_denials
 from kubehelpers import Kube, OperatorProcess
 from localcluster import OPERATOR_USER, LocalCluster
 from modelfleet import ModelServerFleet
+from objectstore import ObjectStore
 from realnode import RealNode
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,6 +39,46 @@ def real_node(cluster: LocalCluster) -> RealNode:
     stopped with the cluster. Pods run there only with `real_node.pod_placement()` merged into their spec
     (node selector + toleration); images come from `real_node.import_image(oci_archive, ref)`."""
     return cluster.start_real_node()
+
+
+def _store_credentials(name: str) -> tuple[str, str]:
+    return (f"{name}-{secrets.token_hex(4)}", secrets.token_hex(20))
+
+
+@pytest.fixture(scope="session")
+def object_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObjectStore]:
+    """A real S3-compatible server (SeaweedFS, tools/controlplane/objectstore.py) on 127.0.0.1, anonymous
+    access off. `.endpoint`, `.access_key`/`.secret_key` (every right), `.read_only_credentials` (read +
+    list), `.client()`, `.env()` (AWS_* variables for a subprocess), `.create_bucket(name)`. Tests use
+    buckets of their own. Built from the Go module proxy on first use (cached); never skipped."""
+    store = ObjectStore(
+        "127.0.0.1",
+        tmp_path_factory.mktemp("objectstore"),
+        credentials=_store_credentials("admin"),
+        read_only_credentials=_store_credentials("reader"),
+    )
+    store.start()
+    try:
+        yield store
+    finally:
+        store.stop()
+
+
+@pytest.fixture(scope="session")
+def node_object_store(real_node: RealNode, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObjectStore]:
+    """As `object_store`, but bound to the real node's host-side address 10.200.N.1 (where the API server
+    listens too), so pods on the real node reach it at `.endpoint`; never 0.0.0.0."""
+    store = ObjectStore(
+        real_node.slot.host_ip,
+        tmp_path_factory.mktemp("node-objectstore"),
+        credentials=_store_credentials("admin"),
+        read_only_credentials=_store_credentials("reader"),
+    )
+    store.start()
+    try:
+        yield store
+    finally:
+        store.stop()
 
 
 @pytest.fixture(scope="session")
