@@ -174,3 +174,30 @@ def sync_problem(state: SyncState) -> tuple[str, str] | None:
             "(with latest N, room for N+1 versions).",
         )
     return None
+
+
+def sidecar_start_failure(pods: list[dict[str, Any]]) -> tuple[str, str] | None:
+    """(reason, message) when the kubelet cannot start a pod's sync sidecar: the Secret (or a key in it)
+    named by storage.s3.credentials is missing (CreateContainerConfigError), or the image cannot be pulled.
+    Such a sidecar never runs, so it cannot report anything itself."""
+    for pod in sorted(pods, key=lambda p: p["metadata"]["name"]):
+        if (pod.get("metadata") or {}).get("deletionTimestamp"):
+            continue
+        for cs in (pod.get("status") or {}).get("initContainerStatuses") or []:
+            if cs.get("name") != CONTAINER:
+                continue
+            waiting = (cs.get("state") or {}).get("waiting") or {}
+            reason, message = waiting.get("reason"), (waiting.get("message") or "").strip()
+            if reason == "CreateContainerConfigError":
+                return (
+                    "ObjectStorageCredentialsMissing",
+                    f"pod {pod['metadata']['name']} cannot start its sync sidecar: {message} (create the "
+                    "Secret named by storage.s3.credentials.secretName, with the keys it names)",
+                )
+            if reason in ("ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName"):
+                return (
+                    "SyncImagePullFailed",
+                    f"pod {pod['metadata']['name']} cannot pull the sync sidecar's image ({reason}): "
+                    f"{message or 'no message from the kubelet'}",
+                )
+    return None

@@ -34,7 +34,7 @@ from .export_lifecycle import ExportLifecycle
 from .kube import ApiError, KubeApi
 from .labels import applied_labels, hold, pending_message, staged_labels
 from .modelserver import ModelServerPoller, Observation, observation_verdict
-from .object_storage import SyncState, sync_problem
+from .object_storage import SyncState, sidecar_start_failure, sync_problem
 from .policy import Policy
 from .render import (
     PRUNABLE_KINDS,
@@ -217,6 +217,8 @@ class Reconciler:
             sync = self._sync_state(key, sm, spec, deployment, desired_replicas, conditions)
             if sync is not None:
                 conditions = st.with_sync_state(conditions, sync.first_sync_done, sync_problem(sync))
+            else:
+                conditions = await self._sidecar_start_failure(key, spec, deployment, conditions)
         elif self.poller is not None:
             self.poller.unwatch((*key, "sync"))
         if undeleted:
@@ -398,6 +400,28 @@ class Reconciler:
         self.poller.watch(poll_key, base + SYNC_STATE_PATH, fingerprint, busy, _age(sm), kind="sync")
         seen = self.poller.observed(poll_key)
         return seen.versions if seen.reachable and isinstance(seen.versions, SyncState) else None
+
+    async def _sidecar_start_failure(
+        self,
+        key: Key,
+        spec: ServedModelSpec,
+        deployment: dict[str, Any] | None,
+        conditions: list[st.Condition],
+    ) -> list[st.Condition]:
+        """No sync sidecar answered: the pods are read (one LIST, only then) for a sidecar the kubelet
+        cannot start (a missing Secret or key, an unpullable image), which becomes the condition."""
+        if deployment is None or next(c for c in conditions if c.type == st.READY).status:
+            return conditions
+        selector = ",".join(f"{k}={v}" for k, v in sorted(selector_labels(spec).items()))
+        try:
+            pods = await asyncio.to_thread(self.api.list_pods, spec.namespace, selector)
+        except (ApiError, requests.RequestException) as exc:
+            log.warning("%s/%s: cannot read the model server pods: %s", key[0], key[1], exc)
+            return conditions
+        if self.requeue is not None:
+            self.requeue(key, 5.0)  # a sidecar that cannot start changes no Deployment: look again
+        failure = sidecar_start_failure(pods)
+        return st.with_sync_state(conditions, True, failure) if failure else conditions
 
     async def _detect_image_mount(self, namespace: str) -> tuple[str, str]:
         """How storage.image reaches pods on this cluster (model_image.py): the setting when it is not

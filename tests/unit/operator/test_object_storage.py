@@ -208,3 +208,22 @@ def test_a_serving_model_stays_ready_when_a_later_sync_fails():
     waiting = [st.Condition("Ready", False, "ReplicasNotReady", ""), *ready[1:]]
     out = {c.type: c for c in st.with_sync_state(waiting, False, None)}
     assert out["Ready"].reason == "AwaitingFirstSync"
+
+
+def test_a_sidecar_the_kubelet_cannot_start_is_named_with_the_kubelets_message():
+    from servedmodel_operator.object_storage import sidecar_start_failure
+
+    def pod(name: str, waiting: dict, deleting: bool = False) -> dict:
+        meta = {"name": name, **({"deletionTimestamp": "2026-01-01T00:00:00Z"} if deleting else {})}
+        sidecar = {"name": "servedmodel-sync", "state": {"waiting": waiting}}
+        return {"metadata": meta, "status": {"initContainerStatuses": [sidecar]}}
+
+    missing = {"reason": "CreateContainerConfigError", "message": 'secret "models-s3" not found'}
+    reason, message = sidecar_start_failure([pod("iris-1", missing)])
+    assert reason == "ObjectStorageCredentialsMissing"
+    assert 'pod iris-1 cannot start its sync sidecar: secret "models-s3" not found' in message
+    assert "storage.s3.credentials.secretName" in message
+    pull = {"reason": "ImagePullBackOff", "message": "Back-off pulling image"}
+    assert sidecar_start_failure([pod("iris-2", pull)])[0] == "SyncImagePullFailed"
+    assert sidecar_start_failure([pod("iris-3", missing, deleting=True)]) is None
+    assert sidecar_start_failure([pod("iris-4", {"reason": "PodInitializing"})]) is None
