@@ -31,6 +31,7 @@ import requests
 from . import metrics
 from .kube import ApiError
 from .status import now_rfc3339
+from .supervise import supervised
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +170,7 @@ class EventRecorder:
         self._idle.set()
         # One thread of its own: a slow API server delays events, never the reconciles' API calls.
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="events")
-        self._task = asyncio.create_task(self._send_loop(), name="event-recorder")
+        self._task = supervised("event-recorder", self._send_loop)
 
     async def stop(self) -> None:
         if self._task is not None:

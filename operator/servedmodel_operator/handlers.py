@@ -28,6 +28,7 @@ from .policy import Policy
 from .reconciler import Key, Reconciler
 from .relist import install as report_deletions_after_relists
 from .settings import Settings
+from .supervise import supervised
 from .watches import CHILD_RESOURCES, SERVICE_MONITOR_CRD, cached_metadata, narrow
 from .workqueue import WorkQueue
 
@@ -111,6 +112,7 @@ class Runtime:
             )
             reconciler.requeue = self.queue.add_after
             self._starter = asyncio.create_task(self._start_when_leading(), name="start-when-leading")
+            self._starter.add_done_callback(_fatal_on_failure)
         return self.queue
 
     async def _start_when_leading(self) -> None:
@@ -118,7 +120,7 @@ class Runtime:
         assert self.queue is not None and self.reconciler is not None and self.reconciler.poller is not None
         self.reconciler.poller.start()
         self.queue.start()
-        self._resync = asyncio.create_task(self._resync_loop(), name="resync")
+        self._resync = supervised("resync", self._resync_loop)
 
     def _polled(self, key: Key) -> None:
         """A model server's answer changed: its ServedModel's status needs a reconcile."""
@@ -239,6 +241,17 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     if elector is not None:
         elector.start()
     log.info("servedmodel-operator started as %s: %s", IDENTITY, conf)
+
+
+def _fatal_on_failure(task: asyncio.Task) -> None:
+    """A one-shot start-up task failed: nothing would ever reconcile, so exit visibly (and be restarted)."""
+    if task.cancelled() or task.exception() is None:
+        return
+    log.critical(
+        "%s failed: exiting, since this operator would do nothing", task.get_name(), exc_info=task.exception()
+    )
+    logging.shutdown()
+    os._exit(1)
 
 
 def _lost_lease() -> None:

@@ -28,6 +28,12 @@ EVENTS = Counter(
     "dropped_queue_full, failed).",
     ["outcome"],
 )
+BACKGROUND_RESTARTS = Counter(
+    "servedmodel_background_restarts_total",
+    "Background loops (reconcile workers, resync, model-server poller, event sender) restarted after they "
+    "failed, by task.",
+    ["task"],
+)
 QUEUE_DEPTH = Gauge("servedmodel_workqueue_depth", "ServedModels waiting for or in a reconcile.")
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import logging
 import random
 import time
 from collections.abc import Callable
@@ -21,6 +22,9 @@ import aiohttp
 from . import metrics
 from .object_storage import SyncState, parse_sync_state
 from .spec import ServedModelSpec
+from .supervise import log_failure, supervised
+
+log = logging.getLogger(__name__)
 
 FAST_SECONDS = 5.0  # while rolling out or right after a change
 SLOW_SECONDS = 60.0  # steady state, jittered by +-20%
@@ -226,10 +230,11 @@ class ModelServerPoller:
 
     # -- the poll task ------------------------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, restart_delay: float = 1.0) -> None:
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(self.max_concurrent)
-        self._task = asyncio.create_task(self._run(), name="model-server-poller")
+        # Nobody awaits this task until shutdown: supervised, a failure is logged and the loop restarted.
+        self._task = supervised("model-server-poller", self._run, first_delay=restart_delay)
 
     async def stop(self) -> None:
         tasks = [t for t in (self._task, *self._fetches) if t is not None]
@@ -277,9 +282,10 @@ class ModelServerPoller:
             _, _, key = heapq.heappop(self._due)
             entry = self._entries[key]
             entry.in_flight = True
-            task = asyncio.create_task(self._poll(key, entry))
+            task = asyncio.create_task(self._poll(key, entry), name=f"model-server-poll-{'/'.join(key)}")
             self._fetches.add(task)
             task.add_done_callback(self._fetches.discard)
+            task.add_done_callback(log_failure)
             started.append(task)
 
     async def _run(self) -> None:
@@ -296,6 +302,16 @@ class ModelServerPoller:
                 woken.cancel()
 
     async def _poll(self, key: PollKey, entry: _Entry) -> None:
+        try:
+            await self._poll_once(key, entry)
+        except Exception:
+            # A bug here must not end the polling of this server: log it, and ask again after a backoff.
+            log.exception("polling the model server of %s failed", "/".join(key))
+            if self._entries.get(key) is entry:
+                entry.failures += 1
+                self._schedule(key, entry, self.clock() + _backoff(entry.failures))
+
+    async def _poll_once(self, key: PollKey, entry: _Entry) -> None:
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.max_concurrent)
         before, fingerprint = entry.observation, entry.fingerprint
@@ -313,7 +329,7 @@ class ModelServerPoller:
             return
         if error:
             entry.failures += 1
-            delay = min(MAX_BACKOFF_SECONDS, FAST_SECONDS * 2 ** (entry.failures - 1))
+            delay = _backoff(entry.failures)
             entry.observation = Observation(before.versions, error, True, url)
         else:
             entry.failures = 0
@@ -340,6 +356,9 @@ class ModelServerPoller:
             metrics.MODEL_SERVER_REQUESTS.labels("unreachable").inc()
             detail = str(exc) or exc.__class__.__name__
             return None, f"{exc.__class__.__name__}: {detail}"[:300]
+        except (TypeError, AttributeError, KeyError) as exc:  # an answer that is not a model status
+            metrics.MODEL_SERVER_REQUESTS.labels("unreachable").inc()
+            return None, f"unexpected answer ({exc.__class__.__name__}: {exc})"[:300]
 
     async def _get_sync(self, url: str) -> SyncState:
         async with self._http().get(url) as resp:
@@ -373,6 +392,10 @@ class ModelServerPoller:
                     resp.request_info, resp.history, status=resp.status, message=resp.reason or ""
                 )
             return parse_model_status(await resp.json(content_type=None))
+
+
+def _backoff(failures: int) -> float:
+    return min(MAX_BACKOFF_SECONDS, FAST_SECONDS * 2 ** (failures - 1))
 
 
 def _in_transition(versions: Any) -> bool:

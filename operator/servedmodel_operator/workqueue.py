@@ -13,6 +13,7 @@ import time
 from collections.abc import Awaitable, Callable, Hashable
 
 from . import metrics
+from .supervise import supervised
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +46,7 @@ class WorkQueue:
         self._tasks: list[asyncio.Task] = []
 
     def start(self) -> None:
-        self._tasks = [
-            asyncio.create_task(self._work(), name=f"reconcile-worker-{i}") for i in range(self._workers)
-        ]
+        self._tasks = [supervised(f"reconcile-worker-{i}", self._work) for i in range(self._workers)]
 
     async def stop(self) -> None:
         for timer in self._timers.values():
