@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import processes
 from nodenet import Slot, acquire_slot
 
 if TYPE_CHECKING:
@@ -69,15 +70,6 @@ def build_binaries() -> Path:
             f"building the control plane failed (exit {proc.returncode}); see the log above"
         )
     return Path(proc.stdout.strip().splitlines()[-1])
-
-
-def _die_with_parent() -> None:
-    """Linux: the component gets SIGTERM when the process that started it dies, even by SIGKILL, so a
-    killed test run or demo never leaves a control plane behind."""
-    import ctypes
-
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -366,28 +358,14 @@ class LocalCluster:
 
     def _stop_components(self) -> None:
         for name in ["kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"]:
-            proc = self.processes.pop(name, None)
-            if proc is None or proc.poll() is not None:
-                continue
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            processes.terminate(self.processes.pop(name, None))
 
     def restart_component(self, name: str, down_seconds: float = 0.0, timeout: float = 60) -> None:
         """Stop one component (SIGTERM, then SIGKILL) and start it again with the same arguments: same
         ports, same data folder, same certificates. Clients see a real outage of `down_seconds` or more."""
         proc = self.processes[name]
         args = list(proc.args[1:])  # argv as first started, without the binary
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        processes.terminate(proc)
         time.sleep(down_seconds)
         self._spawn(name, args)
         deadline = time.monotonic() + timeout
@@ -417,25 +395,15 @@ class LocalCluster:
 
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
         assert self.bin_dir is not None and self.log_dir is not None
-        log = open(self.log_dir / f"{name}.log", "ab")
-        proc = subprocess.Popen(
-            [str(self.bin_dir / name), *args],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            preexec_fn=_die_with_parent,
-        )
-        log.close()
+        proc = processes.spawn([str(self.bin_dir / name), *args], self.log_dir / f"{name}.log")
         self.processes[name] = proc
         return proc
 
     def _check_alive(self, name: str) -> None:
-        proc = self.processes[name]
-        if proc.poll() is not None:
-            assert self.log_dir is not None
-            tail = (self.log_dir / f"{name}.log").read_text(errors="replace")[-3000:]
-            raise ControlPlaneError(f"{name} exited with code {proc.returncode}:\n{tail}")
+        assert self.log_dir is not None
+        report = processes.exit_report(self.processes[name], name, self.log_dir / f"{name}.log")
+        if report is not None:
+            raise ControlPlaneError(report)
 
     def _start_etcd(self, deadline: float) -> None:
         client, peer = free_port(), free_port()

@@ -8,13 +8,13 @@ dies with its parent (``PR_SET_PDEATHSIG``) and is stopped by pid.
 
 from __future__ import annotations
 
-import ctypes
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from processes import die_with_parent, terminate
 
 CONFIG = """version: 0.1
 log:
@@ -30,10 +30,6 @@ http:
 
 class RegistryError(RuntimeError):
     pass
-
-
-def _die_with_parent() -> None:
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 class LocalRegistry:
@@ -65,7 +61,7 @@ class LocalRegistry:
             self.wrap(*cmd) if self.wrap else cmd,
             stdout=log,
             stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -86,11 +82,5 @@ class LocalRegistry:
             return ""
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        terminate(self.process, timeout=10)
         self.process = None

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import io
 import json
-import signal
 import subprocess
 import tarfile
 import tempfile
@@ -32,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+import processes
 from nodenet import KWOK_POD_CIDR, Slot, save_host_sysctls
 
 if TYPE_CHECKING:
@@ -264,37 +264,23 @@ class RealNode:
         """Delete the node's pods (while the kubelet still runs, so it stops them properly), stop the
         kubelet, kube-proxy (and its rules) and containerd, then remove every process, shim, mount and
         cgroup the node left. The slot's network stays for the cluster to release. Idempotent."""
-        if self._alive("kubelet") and self.cluster.processes.get("kube-apiserver") is not None:
+        kubelet_up = processes.alive(self.processes.get("kubelet"))
+        if kubelet_up and self.cluster.processes.get("kube-apiserver") is not None:
             self._delete_pods(pod_timeout)
         for name in ("kube-proxy", "kubelet"):
-            self._terminate(name)
+            processes.terminate(self.processes.pop(name, None))
         if (self.bin_dir is not None) and self.slot.netns.exists():
             subprocess.run(
                 self.slot.nsenter(str(self.bin_dir / "kube-proxy"), "--cleanup"),
                 capture_output=True,
                 timeout=60,
             )
-        self._terminate("containerd")
+        processes.terminate(self.processes.pop("containerd", None))
         self.slot.cleanup_node()
         if self.cluster.processes.get("kube-apiserver") is not None:
             self.cluster.kubectl(
                 "delete", "node", self.name, "--ignore-not-found", "--wait=false", check=False
             )
-
-    def _alive(self, name: str) -> bool:
-        proc = self.processes.get(name)
-        return proc is not None and proc.poll() is None
-
-    def _terminate(self, name: str) -> None:
-        proc = self.processes.pop(name, None)
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
     def _delete_pods(self, timeout: float) -> None:
         selector = f"spec.nodeName={self.name}"
@@ -322,26 +308,14 @@ class RealNode:
         )
 
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
-        from localcluster import _die_with_parent
-
-        log = open(self._log(name), "ab")
-        proc = subprocess.Popen(
-            self.slot.nsenter(*args),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            preexec_fn=_die_with_parent,  # nsenter execs the component: the death signal stays set
-        )
-        log.close()
+        proc = processes.spawn(self.slot.nsenter(*args), self._log(name))
         self.processes[name] = proc
         return proc
 
     def _check_alive(self, name: str) -> None:
-        proc = self.processes[name]
-        if proc.poll() is not None:
-            tail = self._log(name).read_text(errors="replace")[-3000:]
-            raise RealNodeError(f"{name} of {self.name} exited with code {proc.returncode}:\n{tail}")
+        report = processes.exit_report(self.processes[name], f"{name} of {self.name}", self._log(name))
+        if report is not None:
+            raise RealNodeError(report)
 
     def _prepare(self) -> None:
         slot, pki = self.slot, self.cluster.workdir / "pki"
