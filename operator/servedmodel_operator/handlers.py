@@ -23,6 +23,7 @@ from .event_policy import EventPolicy
 from .event_recorder import EventRecorder
 from .kube import KubeApi, load_credentials
 from .leader import LeaderElector, LeaseConfig, default_identity
+from .missing_crd import install as wait_for_missing_crds
 from .modelserver import ModelServerPoller
 from .policy import Policy
 from .reconciler import Key, Reconciler
@@ -34,6 +35,7 @@ from .workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
 report_deletions_after_relists()  # before kopf starts any watch (see relist.py)
+wait_for_missing_crds()  # around the above: a CRD deleted at run time is waited for (see missing_crd.py)
 
 
 class IndexCache:
