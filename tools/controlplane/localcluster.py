@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import ipaddress
 import os
 import secrets
 import signal
@@ -34,6 +33,7 @@ from typing import TYPE_CHECKING
 
 import processes
 from nodenet import Slot, acquire_slot
+from testpki import CA, new_key, pem_key
 
 if TYPE_CHECKING:
     from realnode import RealNode
@@ -78,104 +78,31 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-def _key():
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-def _pem_key(k) -> bytes:
-    from cryptography.hazmat.primitives import serialization
-
-    return k.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-
-
 def issue_client_cert(pki: Path, stem: str, common_name: str, organizations: list[str]) -> tuple[Path, Path]:
     """A client certificate signed by the cluster CA (`pki/ca.key`): the API server maps the common name to
     the user and the organizations to groups. Returns (certificate, key) paths `pki/<stem>.crt/.key`."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    ca = x509.load_pem_x509_certificate((pki / "ca.crt").read_bytes())
-    ca_key = serialization.load_pem_private_key((pki / "ca.key").read_bytes(), password=None)
-    key = _key()
-    now = dt.datetime.now(dt.timezone.utc)
-    names = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in organizations]
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([*names, x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
-        .issuer_name(ca.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(hours=1))
-        .not_valid_after(now + dt.timedelta(days=7))
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
     crt_path, key_path = pki / f"{stem}.crt", pki / f"{stem}.key"
-    crt_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(_pem_key(key))
-    key_path.chmod(0o600)
+    CA.load(pki / "ca.crt", pki / "ca.key").issue_client(common_name, organizations, crt_path, key_path)
     return crt_path, key_path
 
 
 def _write_pki(pki: Path, host: str = "127.0.0.1") -> None:
     """A CA, the API server's serving certificate (valid for `host`), the API server's client certificate
     for kubelets, and the service-account signing key pair."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.x509.oid import NameOID
+    from cryptography.hazmat.primitives import serialization
 
-    key, pem_key = _key, _pem_key
-    now = dt.datetime.now(dt.timezone.utc)
-    ca_key = key()
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "servedmodel-test-ca")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(hours=1))
-        .not_valid_after(now + dt.timedelta(days=7))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    srv_key = key()
-    sans = [
-        x509.DNSName("localhost"),
-        x509.DNSName("kubernetes"),
-        x509.DNSName("kubernetes.default.svc"),
-        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-        x509.IPAddress(ipaddress.ip_address("10.96.0.1")),
-    ]
-    if host != "127.0.0.1":
-        sans.append(x509.IPAddress(ipaddress.ip_address(host)))
-    srv = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]))
-        .issuer_name(ca_name)
-        .public_key(srv_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(hours=1))
-        .not_valid_after(now + dt.timedelta(days=7))
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    sa_key = key()
     pki.mkdir(parents=True, exist_ok=True)
-    (pki / "ca.crt").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    (pki / "ca.key").write_bytes(pem_key(ca_key))
-    (pki / "ca.key").chmod(0o600)
-    (pki / "apiserver.crt").write_bytes(srv.public_bytes(serialization.Encoding.PEM))
-    (pki / "apiserver.key").write_bytes(pem_key(srv_key))
+    ca = CA.create("servedmodel-test-ca")
+    ca.write(pki / "ca.crt", pki / "ca.key")
+    ips = ["127.0.0.1", "10.96.0.1"] + ([host] if host != "127.0.0.1" else [])
+    ca.issue_server(
+        "kube-apiserver",
+        pki / "apiserver.crt",
+        pki / "apiserver.key",
+        dns=["localhost", "kubernetes", "kubernetes.default.svc"],
+        ips=ips,
+    )
+    sa_key = new_key()
     (pki / "sa.key").write_bytes(pem_key(sa_key))
     (pki / "sa.pub").write_bytes(
         sa_key.public_key().public_bytes(
