@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from exportjobs import export_jobs, exporter_exited, job_pods, wait_export
 from kubehelpers import condition, eventually, pvc, servedmodel
 
 pytestmark = pytest.mark.integration
@@ -24,7 +25,7 @@ def test_export_job_runs_and_its_result_lands_in_status(kube, operator, namespac
     )
 
     def job():
-        jobs = kube.list("jobs", namespace, "app.kubernetes.io/component=exporter")
+        jobs = export_jobs(kube, namespace)
         assert len(jobs) == 1, jobs
         return jobs[0]
 
@@ -46,56 +47,16 @@ def test_export_job_runs_and_its_result_lands_in_status(kube, operator, namespac
     assert created["metadata"]["ownerReferences"][0]["name"] == "iris"
 
     name = created["metadata"]["name"]
-    sm = eventually(
-        lambda: (
-            (kube.get("servedmodel", "iris", namespace) or {})
-            .get("status", {})
-            .get("export", {})
-            .get("phase")
-            == "Succeeded"
-            and kube.get("servedmodel", "iris", namespace)
-        ),
-        timeout=90,
-        what="export Succeeded",
-    )
+    sm = wait_export(kube, namespace, "iris", lambda r: r.get("phase") == "Succeeded", "export Succeeded")
     assert sm["status"]["export"]["jobName"] == name
     assert condition(sm, "Exported")["reason"] == "ExportSucceeded"
 
     # What a kubelet would record from the exporter's --result-file.
-    (pod,) = kube.list("pods", namespace, f"batch.kubernetes.io/job-name={name}")
+    (pod,) = job_pods(kube, namespace, name)
     result = json.dumps({"ok": True, "version": 4, "path": "/volume/iris/4"})
-    patch = {
-        "status": {
-            "containerStatuses": [
-                {
-                    "name": "exporter",
-                    "image": c["image"],
-                    "imageID": "",
-                    "ready": False,
-                    "restartCount": 0,
-                    "state": {"terminated": {"exitCode": 0, "reason": "Completed", "message": result}},
-                }
-            ]
-        }
-    }
-    kube.kubectl(
-        "-n",
-        namespace,
-        "patch",
-        "pod",
-        pod["metadata"]["name"],
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        json.dumps(patch),
-    )
-    sm = eventually(
-        lambda: (
-            (kube.get("servedmodel", "iris", namespace) or {})["status"]["export"].get("version") == 4
-            and kube.get("servedmodel", "iris", namespace)
-        ),
-        timeout=30,
-        what="published version in status",
+    exporter_exited(kube, namespace, pod["metadata"]["name"], 0, result, image=c["image"])
+    sm = wait_export(
+        kube, namespace, "iris", lambda r: r.get("version") == 4, "published version in status", timeout=30
     )
     assert sm["status"]["export"]["message"] == "published version 4"
     reasons = [e["reason"] for e in kube.events(namespace, "iris")]
@@ -107,6 +68,6 @@ def test_export_job_runs_and_its_result_lands_in_status(kube, operator, namespac
     # A new export spec runs a new Job; the old record is replaced.
     kube.apply(servedmodel("iris", namespace, export={"source": {"path": "incoming/iris-v2.keras"}}))
     eventually(
-        lambda: len(kube.list("jobs", namespace, "app.kubernetes.io/component=exporter")) == 2,
+        lambda: len(export_jobs(kube, namespace)) == 2,
         what="second export Job",
     )

@@ -11,42 +11,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from exportjobs import export_jobs, exporter_exited, job_pods, wait_export, wait_export_pod
 from kubehelpers import condition, eventually, pvc, servedmodel
 
 pytestmark = pytest.mark.integration
 
 NOWHERE = {"servedmodel.io/test-node": "none"}  # no node has it: export pods stay unscheduled
-
-
-def _jobs(kube, namespace):
-    return kube.list("jobs", namespace, "app.kubernetes.io/component=exporter")
-
-
-def _pods(kube, namespace, job):
-    return kube.list("pods", namespace, f"batch.kubernetes.io/job-name={job}")
-
-
-def _exit(kube, namespace, pod, code, result):
-    """What the kubelet records when the exporter exits with `code` after writing `result`."""
-    terminated = {"exitCode": code, "reason": "Error", "message": json.dumps(result)}
-    patch = {
-        "status": {
-            "phase": "Failed",
-            "containerStatuses": [
-                {
-                    "name": "exporter",
-                    "image": "servedmodel-exporter",
-                    "imageID": "",
-                    "ready": False,
-                    "restartCount": 0,
-                    "state": {"terminated": terminated},
-                }
-            ],
-        }
-    }
-    kube.kubectl(
-        "-n", namespace, "patch", "pod", pod, "--subresource=status", "--type=merge", "-p", json.dumps(patch)
-    )
 
 
 def test_a_permanent_exit_code_fails_the_job_at_once(kube, operator, namespace):
@@ -59,13 +29,13 @@ def test_a_permanent_exit_code_fails_the_job_at_once(kube, operator, namespace):
             export={"source": {"path": "incoming/iris.keras"}, "backoffLimit": 3},
         )
     )
-    job = eventually(lambda: _jobs(kube, namespace), what="export Job")[0]
+    job, pod = wait_export_pod(kube, namespace)
     name = job["metadata"]["name"]
     assert job["spec"]["podFailurePolicy"]["rules"][0]["onExitCodes"]["values"] == [2, 3, 4, 5, 7]
     assert job["spec"]["template"]["spec"]["securityContext"]["fsGroupChangePolicy"] == "OnRootMismatch"
-    (pod,) = eventually(lambda: _pods(kube, namespace, name), what="export pod")
     error = "/volume/incoming/iris.keras is not a valid .keras archive: it is not a zip file"
-    _exit(kube, namespace, pod["metadata"]["name"], 3, {"ok": False, "error": error, "exit_code": 3})
+    result = {"ok": False, "error": error, "exit_code": 3}
+    exporter_exited(kube, namespace, pod["metadata"]["name"], 3, json.dumps(result), phase="Failed")
 
     failed = eventually(
         lambda: (
@@ -75,15 +45,8 @@ def test_a_permanent_exit_code_fails_the_job_at_once(kube, operator, namespace):
         what="Job failed by its pod failure policy",
     )
     assert condition(failed, "Failed")["reason"] == "PodFailurePolicy"
-    assert len(_pods(kube, namespace, name)) == 1  # no retry, although backoffLimit allows 3
-    sm = eventually(
-        lambda: (
-            (kube.get("servedmodel", "iris", namespace)["status"].get("export") or {}).get("phase")
-            == "Failed"
-            and kube.get("servedmodel", "iris", namespace)
-        ),
-        what="ExportFailed in status",
-    )
+    assert len(job_pods(kube, namespace, name)) == 1  # no retry, although backoffLimit allows 3
+    sm = wait_export(kube, namespace, "iris", lambda r: r.get("phase") == "Failed", "ExportFailed in status")
     assert sm["status"]["export"]["message"] == error
     assert condition(sm, "Exported")["reason"] == "ExportFailed"
 
@@ -100,18 +63,14 @@ def test_a_transient_exit_code_is_retried_and_the_retry_reports_the_published_ve
             export={"source": {"url": "http://models.invalid/iris.keras"}, "backoffLimit": 2},
         )
     )
-    name = eventually(lambda: _jobs(kube, namespace), what="export Job")[0]["metadata"]["name"]
-    (first,) = eventually(lambda: _pods(kube, namespace, name), what="export pod")
-    _exit(
-        kube,
-        namespace,
-        first["metadata"]["name"],
-        6,  # published, then retention failed: the Job controller retries
-        {"ok": False, "error": "version 4 was published, but retention failed: ...", "exit_code": 6},
-    )
+    job, first = wait_export_pod(kube, namespace)
+    name = job["metadata"]["name"]
+    result = {"ok": False, "error": "version 4 was published, but retention failed: ...", "exit_code": 6}
+    # Published, then retention failed (6): the Job controller retries.
+    exporter_exited(kube, namespace, first["metadata"]["name"], 6, json.dumps(result), phase="Failed")
     retry = eventually(
         lambda: [
-            p for p in _pods(kube, namespace, name) if p["metadata"]["name"] != first["metadata"]["name"]
+            p for p in job_pods(kube, namespace, name) if p["metadata"]["name"] != first["metadata"]["name"]
         ],
         timeout=90,
         what="a second pod (the retry)",
@@ -123,41 +82,9 @@ def test_a_transient_exit_code_is_retried_and_the_retry_reports_the_published_ve
     # The retried exporter finds its source published as version 4 and says so; it exits 0. A kubelet
     # would mark the pod Succeeded; the Job controller then completes the Job.
     result = {"ok": True, "version": 4, "path": "/volume/iris/4", "already_published": True}
-    patch = {
-        "status": {
-            "phase": "Succeeded",
-            "containerStatuses": [
-                {
-                    "name": "exporter",
-                    "image": "servedmodel-exporter",
-                    "imageID": "",
-                    "ready": False,
-                    "restartCount": 0,
-                    "state": {
-                        "terminated": {"exitCode": 0, "reason": "Completed", "message": json.dumps(result)}
-                    },
-                }
-            ],
-        }
-    }
-    kube.kubectl(
-        "-n",
-        namespace,
-        "patch",
-        "pod",
-        retry["metadata"]["name"],
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        json.dumps(patch),
-    )
-    sm = eventually(
-        lambda: (
-            (kube.get("servedmodel", "iris", namespace)["status"].get("export") or {}).get("version") == 4
-            and kube.get("servedmodel", "iris", namespace)
-        ),
-        timeout=90,
-        what="the retry's version in status",
+    exporter_exited(kube, namespace, retry["metadata"]["name"], 0, json.dumps(result), phase="Succeeded")
+    sm = wait_export(
+        kube, namespace, "iris", lambda r: r.get("version") == 4, "the retry's version in status"
     )
     assert sm["status"]["export"]["phase"] == "Succeeded"
     assert sm["status"]["export"]["message"] == (
@@ -172,16 +99,8 @@ def test_finished_export_jobs_do_not_pile_up(kube, operator, namespace):
     names, created = [], {}
     for i in range(5):
         kube.apply(servedmodel("iris", namespace, export={"source": {"path": f"incoming/iris-{i}.keras"}}))
-        sm = eventually(
-            lambda: (
-                (kube.get("servedmodel", "iris", namespace).get("status") or {})
-                .get("export", {})
-                .get("phase")
-                == "Succeeded"
-                and kube.get("servedmodel", "iris", namespace)
-            ),
-            timeout=90,
-            what=f"export {i} Succeeded",
+        sm = wait_export(
+            kube, namespace, "iris", lambda r: r.get("phase") == "Succeeded", f"export {i} Succeeded"
         )
         names.append(sm["status"]["export"]["jobName"])
         created[names[-1]] = kube.get("job", names[-1], namespace)["metadata"]["creationTimestamp"]
@@ -189,7 +108,7 @@ def test_finished_export_jobs_do_not_pile_up(kube, operator, namespace):
     left = eventually(
         lambda: (
             lambda jobs: len(jobs) == 4 and jobs  # the current one and the three newest before it
-        )([j for j in _jobs(kube, namespace) if not j["metadata"].get("deletionTimestamp")]),
+        )([j for j in export_jobs(kube, namespace) if not j["metadata"].get("deletionTimestamp")]),
         timeout=60,
         what="old export Jobs deleted",
     )
@@ -247,27 +166,8 @@ def test_an_export_by_a_newer_tensorflow_than_the_server_is_reported(kube, opera
             export={"source": {"path": "incoming/iris.keras"}},
         )
     )
-    name = eventually(lambda: _jobs(kube, namespace), what="export Job")[0]["metadata"]["name"]
-    (pod,) = eventually(lambda: _pods(kube, namespace, name), what="export pod")
-    terminated = {"exitCode": 0, "reason": "Completed", "message": result_file.read_text()}
-    status = {"name": "exporter", "image": "x", "imageID": "", "ready": False, "restartCount": 0}
-    patch = {
-        "status": {
-            "phase": "Succeeded",
-            "containerStatuses": [{**status, "state": {"terminated": terminated}}],
-        }
-    }
-    kube.kubectl(
-        "-n",
-        namespace,
-        "patch",
-        "pod",
-        pod["metadata"]["name"],
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        json.dumps(patch),
-    )
+    _, pod = wait_export_pod(kube, namespace)
+    exporter_exited(kube, namespace, pod["metadata"]["name"], 0, result_file.read_text(), "Succeeded", "x")
     sm = eventually(
         lambda: (
             condition(kube.get("servedmodel", "iris", namespace), "Exported").get("reason")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from exportjobs import export_jobs, job_pods, wait_export
 from kubehelpers import condition, eventually, pvc, servedmodel
 
 pytestmark = pytest.mark.integration
@@ -74,21 +75,14 @@ def test_export_job_pods_pass_restricted(kube, operator, restricted):
     kube.apply(servedmodel("exp", ns, export={"source": {"path": "incoming/exp.keras"}}))
 
     def job_pod():
-        jobs = kube.list("jobs", ns, "app.kubernetes.io/component=exporter")
+        jobs = export_jobs(kube, ns)
         assert len(jobs) == 1, jobs
         assert _failed_creates(kube, ns) == []
-        pods = kube.list("pods", ns, f"batch.kubernetes.io/job-name={jobs[0]['metadata']['name']}")
+        pods = job_pods(kube, ns, jobs[0]["metadata"]["name"])
         assert pods, "no export pod yet"
         return pods[0]
 
     pod = eventually(job_pod, timeout=90, what="export Job pod created under restricted")
     assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
-    eventually(
-        lambda: (
-            (kube.get("servedmodel", "exp", ns) or {}).get("status", {}).get("export", {}).get("phase")
-            == "Succeeded"
-        ),
-        timeout=90,
-        what="export Job finished",
-    )
+    wait_export(kube, ns, "exp", lambda r: r.get("phase") == "Succeeded", "export Job finished")
     assert _failed_creates(kube, ns) == []
