@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 from e2ehelpers import ROOT, UserTools, ensure_namespace, service_account_kubeconfig, wait_for
 from localcluster import LocalCluster
-from realnode import DNS_SERVICE_IP, RealNode
+from realnode import RealNode
 
 SAMPLES = [[1.0, 2.0, 3.0, 4.0], [0.5, -1.0, 0.0, 2.0], [-3.0, 1.5, 2.5, -0.5]]
 MODEL = "clientdemo"
@@ -73,23 +73,6 @@ def servedmodel_cli(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess
         env=laptop_env(),
         timeout=120,
     )
-
-
-def in_pod_network(
-    node: RealNode, work: Path, env: dict[str, str], cmd: list[str]
-) -> subprocess.CompletedProcess:
-    """`cmd` in the node's network namespace with cluster DNS as its resolver, as in a pod: a private mount
-    namespace whose /etc/resolv.conf names the cluster DNS Service (the host's file stays)."""
-    resolv = work / "resolv.conf"
-    resolv.write_text(
-        f"nameserver {DNS_SERVICE_IP}\nsearch svc.cluster.local cluster.local\n"
-        "options ndots:5 timeout:1 attempts:2\n"
-    )
-    script = 'mount --bind "$1" /etc/resolv.conf && shift && exec "$@"'
-    variables = [f"{k}={v}" for k, v in env.items()]
-    full = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script, "sh", str(resolv),
-            "env", *variables, *cmd]  # fmt: skip
-    return node.run_in_netns(full, timeout=180)
 
 
 @pytest.fixture(scope="module")
@@ -399,14 +382,14 @@ def test_in_cluster_rest_and_grpc_straight_to_the_service(
     cases = [([], 2), (["--label", "stable"], 1), (["--grpc"], 2), (["--grpc", "--version", "1"], 1),
              (["--grpc", "--label", "canary"], 2)]  # fmt: skip
     for extra, expected in cases:
-        proc = in_pod_network(real_node, served.work, env, [*base, *extra])
+        proc = real_node.run_in_netns([*base, *extra], timeout=180, cluster_dns=True, env=env)
         assert proc.returncode == 0, (extra, proc.stderr)
         answer = json.loads(proc.stdout.strip().splitlines()[-1])
         assert list(answer) == [served.output], extra
         np.testing.assert_allclose(np.asarray(answer[served.output]), served.keras[expected], **TOLERANCE)
     # Bad input over gRPC: the server's INVALID_ARGUMENT, shown with its code.
     bad = [*base[:-1], json.dumps([[1.0, 2.0]]), "--grpc"]
-    proc = in_pod_network(real_node, served.work, env, bad)
+    proc = real_node.run_in_netns(bad, timeout=180, cluster_dns=True, env=env)
     assert proc.returncode == 4 and "INVALID_ARGUMENT" in proc.stderr, proc.stderr
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import tarfile
 import tempfile
@@ -44,6 +45,26 @@ NODE_TAINT = ("servedmodel.io/real-node", "true", "NoSchedule")
 DNS_SERVICE_IP = "10.96.0.10"
 CLUSTER_DOMAIN = "cluster.local"
 assert not KWOK_POD_CIDR.startswith("10.201."), "kwok's pod CIDR must not overlap the real nodes' pods"
+
+
+# What a pod's /etc/resolv.conf says (the kubelet's ClusterFirst), with short timeouts for tests.
+CLUSTER_RESOLV_CONF = (
+    f"nameserver {DNS_SERVICE_IP}\nsearch svc.{CLUSTER_DOMAIN} {CLUSTER_DOMAIN}\n"
+    "options ndots:5 timeout:1 attempts:2\n"
+)
+
+
+def write_cluster_resolv_conf(path: Path) -> Path:
+    """A resolv.conf naming the cluster DNS Service (and nothing outside the machine) at `path`."""
+    path.write_text(CLUSTER_RESOLV_CONF)
+    return path
+
+
+def with_resolv_conf(resolv_conf: Path, cmd: list[str]) -> list[str]:
+    """`cmd` in a private mount namespace whose /etc/resolv.conf is `resolv_conf` (the host's file stays)."""
+    script = 'mount --bind "$1" /etc/resolv.conf && shift && exec "$@"'
+    return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script, "sh",
+            str(resolv_conf), *cmd]  # fmt: skip
 
 
 class RealNodeError(RuntimeError):
@@ -156,12 +177,31 @@ class RealNode:
             "tolerations": [{"key": key, "operator": "Equal", "value": value, "effect": effect}],
         }
 
+    @property
+    def cluster_resolv_conf(self) -> Path:
+        """A resolv.conf naming the cluster DNS Service, as a pod has (see `with_resolv_conf`)."""
+        path = self.slot.data_dir / "cluster-resolv.conf"
+        return path if path.exists() else write_cluster_resolv_conf(path)
+
+    def netns_argv(self, cmd: list[str], cluster_dns: bool = False) -> list[str]:
+        """The argv that runs `cmd` in the node's network namespace (with cluster DNS as its resolver, as a
+        pod has, if `cluster_dns`): for a process the caller starts and watches itself."""
+        return self.slot.nsenter(*(with_resolv_conf(self.cluster_resolv_conf, cmd) if cluster_dns else cmd))
+
     def run_in_netns(
-        self, cmd: list[str], timeout: float = 60, check: bool = False
+        self,
+        cmd: list[str],
+        timeout: float = 60,
+        check: bool = False,
+        cluster_dns: bool = False,
+        env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess:
         """Run `cmd` in the node's network namespace, where ClusterIPs and pod IPs are reachable (the host's
-        namespace routes them nowhere, by design)."""
-        proc = subprocess.run(self.slot.nsenter(*cmd), capture_output=True, text=True, timeout=timeout)
+        namespace routes them nowhere, by design). With `cluster_dns`, names resolve as in a pod
+        (`<service>.<namespace>.svc`) through the cluster DNS Service. `env` is added to the environment."""
+        argv = self.netns_argv(cmd, cluster_dns)
+        full_env = {**os.environ, **env} if env else None
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=full_env)
         if check and proc.returncode != 0:
             raise RealNodeError(f"{' '.join(cmd)} in {self.netns} failed: {proc.stderr.strip()}")
         return proc

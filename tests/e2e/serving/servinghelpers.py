@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from kubehelpers import Kube, OperatorProcess, condition, eventually
 from localcluster import LocalCluster
-from realnode import DNS_SERVICE_IP, RealNode
+from realnode import RealNode, with_resolv_conf, write_cluster_resolv_conf
 
 NAMESPACE = "serving"  # ServedModels of the operator in the node's network
 LAPTOP_NAMESPACE = "serving-laptop"  # ... of the operator outside it (the laptop case)
@@ -158,7 +158,7 @@ class TrafficLoop:
             "--stop-file", str(self.stop_file), "--max-seconds", str(max_seconds),
         ]  # fmt: skip
         self.proc = subprocess.Popen(
-            node.slot.nsenter(*cmd), stdout=self._out, stderr=subprocess.PIPE, text=True
+            node.netns_argv(cmd), stdout=self._out, stderr=subprocess.PIPE, text=True
         )
 
     def running(self) -> bool:
@@ -222,22 +222,6 @@ class ModelVolume:
         return sorted((name for name in self.entries(model) if name.isdigit()), key=int)
 
 
-def _with_resolver(resolv_conf: Path, cmd: list[str]) -> list[str]:
-    """`cmd` in a private mount namespace whose /etc/resolv.conf is `resolv_conf` (the host's stays)."""
-    script = 'mount --bind "$1" /etc/resolv.conf && shift && exec "$@"'
-    return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script, "sh",
-            str(resolv_conf), *cmd]  # fmt: skip
-
-
-def _resolv_conf(folder: Path) -> Path:
-    path = folder / "resolv.conf"
-    path.write_text(
-        f"nameserver {DNS_SERVICE_IP}\nsearch svc.cluster.local cluster.local\n"
-        "options ndots:5 timeout:1 attempts:1\n"
-    )
-    return path
-
-
 def start_operator(
     cluster: LocalCluster, folder: Path, namespace: str, node: RealNode | None
 ) -> OperatorProcess:
@@ -245,13 +229,16 @@ def start_operator(
     else in the host's (as on a laptop). Either way cluster DNS is its resolver, so no name it looks up
     is ever sent outside the machine (from the host's namespace the DNS Service's address is unreachable)."""
     python = [sys.executable, "-m", "servedmodel_operator"]
-    base = node.slot.nsenter(*python) if node is not None else python
+    if node is not None:
+        cmd = node.netns_argv(python, cluster_dns=True)
+    else:
+        cmd = with_resolv_conf(write_cluster_resolv_conf(folder / "resolv.conf"), python)
     op = OperatorProcess(
         cluster.operator_kubeconfig,
         folder / "operator.log",
         ["--verbose", f"--namespace={namespace}"],
         {"SERVEDMODEL_RESYNC_SECONDS": "10"},
-        cmd=_with_resolver(_resolv_conf(folder), base),
+        cmd=cmd,
         liveness_host=node.ip if node is not None else "127.0.0.1",
     )
     try:
