@@ -24,6 +24,7 @@ from .event_recorder import EventRecorder
 from .kube import KubeApi, load_credentials
 from .leader import LeaderElector, LeaseConfig, default_identity
 from .missing_crd import install as wait_for_missing_crds
+from .missing_crd import wait_until_served
 from .modelserver import ModelServerPoller
 from .policy import Policy
 from .reconciler import Key, Reconciler
@@ -229,6 +230,9 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     creds = load_credentials()
     user_agent = f"{OPERATOR_NAME}/{IDENTITY}"  # tells replicas apart in the API server's audit log
     api = KubeApi(creds, timeout=conf.request_timeout_seconds, user_agent=user_agent)
+    # kopf looks for the ServedModel API once, right after this handler: it must be there (missing_crd.py).
+    served = kopf.Resource(GROUP, VERSION, PLURAL, kind="ServedModel")
+    await wait_until_served(lambda: api.serves(f"{GROUP}/{VERSION}", PLURAL), served)
     elector = None
     if LEADER_ELECTION is not None:
         loop = asyncio.get_running_loop()

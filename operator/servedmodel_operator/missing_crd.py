@@ -8,13 +8,17 @@ the CRD is not installed, asks again with a growing delay (polling needs no righ
 watch the operator already has), and says so when the CRD is back; the stream then lists afresh and the
 operator reconciles as after any relist. Deleting a CRD deletes its objects first, so their DELETED events
 have already cleared kopf's caches (and relist.py reports any that were missed).
+
+At start-up the same holds the other way round: kopf looks for the resources it serves once, after the
+start-up handlers (and would never see a CRD installed later, through the narrowed watch), so a start-up
+handler waits here, in the same words, until the API server serves ServedModels.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from kopf._cogs.clients import errors, watching
@@ -74,6 +78,38 @@ def wrap(original: Any, sleep: Any = asyncio.sleep) -> Any:
                     return  # paused meanwhile (e.g. leadership lost): kopf restarts the stream when unpaused
 
     return continuous_watch
+
+
+async def wait_until_served(
+    serves: Callable[[], bool], resource: Any, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+) -> None:
+    """Return once `serves()` (API discovery: blocking, so run in a thread) says the resource is there; a
+    failed question (API server not reachable yet) is logged and asked again."""
+    delay, told = FIRST_DELAY, False
+    while True:
+        try:
+            if await asyncio.to_thread(serves):
+                break
+            if not told:
+                log.error(
+                    "%s is not installed (API discovery has no %s): waiting for it before starting, asking "
+                    "again every %.0f to %.0f seconds",
+                    describe(resource),
+                    api_path(resource),
+                    FIRST_DELAY,
+                    MAX_DELAY,
+                )
+                told = True
+            else:
+                log.debug("%s is still not installed; next try in %.0fs", describe(resource), delay)
+        except Exception as exc:  # noqa: BLE001 (any failure to ask is asked again)
+            log.warning(
+                "could not ask whether %s is installed: %s; next try in %.0fs", describe(resource), exc, delay
+            )
+        await sleep(delay)
+        delay = next_delay(delay)
+    if told:
+        log.info("%s is installed: starting", describe(resource))
 
 
 def install() -> None:

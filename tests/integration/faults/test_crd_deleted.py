@@ -1,7 +1,8 @@
 """The ServedModel CRD deleted while the operator runs (an uninstall half done, a CRD re-created by hand or
 by a GitOps tool): the operator stays up, says plainly that it waits for the CRD, and serves ServedModels
-again once the CRD is back. This package's control plane is its own (conftest.py), so deleting the
-cluster-wide CRD touches no other test's objects; the CRD is re-applied before the test ends."""
+again once the CRD is back; one started before its CRD waits for it the same way. This package's control
+plane is its own (conftest.py), so deleting the cluster-wide CRD touches no other test's objects; the CRD
+is re-applied before each test ends."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ CRD = Path(__file__).resolve().parents[3] / "crds" / "servedmodel.io_servedmodel
 CRD_NAME = "servedmodels.servedmodel.io"
 WAITING = f"the ServedModel CRD {CRD_NAME} is not installed"
 RESUMED = f"the ServedModel CRD {CRD_NAME} is installed again"
+STARTING = f"the ServedModel CRD {CRD_NAME} is installed: starting"
 
 
 def says(op, text: str):
@@ -70,4 +72,23 @@ def test_operator_waits_for_a_deleted_crd_and_resumes_when_it_returns(
     assert deployment is not None
     assert deployment["spec"]["template"]["spec"]["containers"][0]["name"] == "tensorflow-serving"
     assert fkube.get("servedmodel", "before", ns) is None  # went with the CRD, and was not brought back
+    assert op.alive(), op.tail()
+
+
+def test_operator_started_before_its_crd_waits_for_it(fcluster, fkube, fnamespace, spawn_operator):
+    ns = fnamespace
+    fkube.kubectl("delete", "crd", CRD_NAME, "--wait=true", "--timeout=120s")
+    try:
+        op = spawn_operator(name="crd-later")
+        eventually(says(op, WAITING), timeout=60, interval=1, what="the operator to say it waits for the CRD")
+    finally:
+        fkube.kubectl("apply", "--server-side", "-f", str(CRD))
+        fkube.wait_established(CRD_NAME)
+    eventually(says(op, STARTING), timeout=60, interval=1, what="the operator to start")
+    op.wait_live()
+    apply_many(fkube, [servedmodel("late", ns)])
+    eventually(lambda: assert_converged(fkube, ns, ready=False), timeout=120, interval=1, what="reconciled")
+    deployment = fkube.get("deployment", "late", ns)
+    assert deployment is not None
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["name"] == "tensorflow-serving"
     assert op.alive(), op.tail()

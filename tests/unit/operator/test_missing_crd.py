@@ -106,3 +106,48 @@ def test_other_errors_are_not_swallowed(error):
     original, _ = attempts(error)
     with pytest.raises(type(error)):
         collect(original)
+
+
+def wait_until_served(answers):
+    """Run missing_crd.wait_until_served against `answers` (bools, or exceptions raised); the delays slept."""
+    asked, sleeps = [], []
+
+    def serves() -> bool:
+        answer = answers[len(asked)]
+        asked.append(answer)
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    async def sleep(delay: float) -> None:
+        sleeps.append(delay)
+
+    asyncio.run(missing_crd.wait_until_served(serves, SERVEDMODELS, sleep=sleep))
+    return asked, sleeps
+
+
+def test_start_up_waits_until_the_crd_is_served(caplog):
+    with caplog.at_level(logging.INFO, logger="servedmodel_operator.missing_crd"):
+        asked, sleeps = wait_until_served([False, False, ConnectionError("refused"), False, True])
+    assert len(asked) == 5 and sleeps == [1, 2, 4, 8]
+    messages = [(r.levelno, r.getMessage()) for r in caplog.records]
+    assert messages == [
+        (
+            logging.ERROR,
+            "the ServedModel CRD servedmodels.servedmodel.io is not installed (API discovery has no "
+            "/apis/servedmodel.io/v1alpha1/servedmodels): waiting for it before starting, asking again every "
+            "1 to 30 seconds",
+        ),
+        (
+            logging.WARNING,
+            "could not ask whether the ServedModel CRD servedmodels.servedmodel.io is installed: refused; "
+            "next try in 4s",
+        ),
+        (logging.INFO, "the ServedModel CRD servedmodels.servedmodel.io is installed: starting"),
+    ]
+
+
+def test_start_up_with_the_crd_installed_neither_waits_nor_logs(caplog):
+    with caplog.at_level(logging.DEBUG, logger="servedmodel_operator.missing_crd"):
+        asked, sleeps = wait_until_served([True])
+    assert (asked, sleeps, caplog.records) == ([True], [], [])
