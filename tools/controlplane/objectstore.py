@@ -29,6 +29,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import processes
+
 HERE = Path(__file__).resolve().parent
 DEFAULT_REGION = "us-east-1"  # what SeaweedFS signs with unless told otherwise; boto3 needs one
 
@@ -60,13 +62,6 @@ def _free_ports(host: str, count: int) -> list[int]:
         for s in socks:
             s.close()
     return ports
-
-
-def _die_with_parent() -> None:
-    """Linux: the server gets SIGTERM when the process that started it dies, even by SIGKILL."""
-    import ctypes
-
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 @dataclass
@@ -204,7 +199,7 @@ class ObjectStore:
             stdin=subprocess.DEVNULL,
             cwd=self.data_dir,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=processes.die_with_parent,
         )
         log.close()
         try:
@@ -278,13 +273,7 @@ class ObjectStore:
         """SIGTERM, then SIGKILL after `timeout` (SeaweedFS may take half a minute to stop gracefully, and a
         throw-away test store has nothing worth flushing). Idempotent."""
         proc, self.process = self.process, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+        processes.terminate(proc, timeout)
         # SeaweedFS puts unix sockets named by port in /tmp and leaves them when killed.
         for port in self.ports:
             for sock in Path("/tmp").glob(f"seaweedfs-*-{port}.sock"):
