@@ -7,7 +7,12 @@ the operator's ConfigMap into the double's config file and publish version folde
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+from kubehelpers import eventually
 
 
 class ConfigSync:
@@ -45,3 +50,26 @@ def publish(volume: Path, model: str, version: int, complete: bool = True) -> No
     folder.mkdir(parents=True)
     if complete:  # the double loads a version whose saved_model.pb exists; without it the load fails
         (folder / "saved_model.pb").write_bytes(b"\x08\x01")
+
+
+@contextmanager
+def model_server_double(
+    kube, namespace: str, name: str, volume: Path, config: Path, grpc: int, rest: int, **options: Any
+) -> Iterator[Any]:
+    """ServedModel `name`'s model server as a kubelet would run it: the TF Serving double on loopback ports
+    `grpc` and `rest`, reading `config` (kept in sync with the operator's ConfigMap, which must appear) and
+    `volume` (for /models); polling each second, no load retries. `options` go to the double."""
+    from tfserving_double import TFServingDouble
+
+    with ConfigSync(kube, namespace, name, volume, config) as sync:
+        eventually(sync.sync_once, what="ConfigMap rendered")
+        settings = {
+            "model_config_file_poll_wait_seconds": 1,
+            "file_system_poll_wait_seconds": 1,
+            "max_num_load_retries": 0,
+            **options,
+        }
+        with TFServingDouble(
+            model_config_file=str(config), port=grpc, rest_api_port=rest, **settings
+        ) as double:
+            yield double

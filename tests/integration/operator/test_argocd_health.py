@@ -16,7 +16,7 @@ import yaml
 from argocdhealth import HEALTH_KEY, PATCH, ROOT, health
 from kubehelpers import condition, eventually, pvc, servedmodel
 from localcluster import free_port
-from tfservinghelpers import ConfigSync, publish
+from tfservinghelpers import model_server_double, publish
 
 pytestmark = pytest.mark.integration
 CRD_FILE = "servedmodel.io_servedmodels.yaml"
@@ -187,44 +187,32 @@ def test_export_failed_while_serving(kube, operator, namespace, script):
 
 
 def test_version_failed_to_load_while_serving(kube, operator, namespace, script, tmp_path):
-    from tfserving_double import TFServingDouble
-
     volume, config = tmp_path / "volume", tmp_path / "models.config"
     publish(volume, "vision", 1)
     rest, grpc = free_port(), free_port()
     kube.apply(pvc("models", namespace))
     kube.apply(servedmodel("vision", namespace, ports={"grpc": grpc, "rest": rest}))
-    with ConfigSync(kube, namespace, "vision", volume, config) as sync:
-        eventually(sync.sync_once, what="ConfigMap rendered")
-        double = TFServingDouble(
-            model_config_file=str(config),
-            port=grpc,
-            rest_api_port=rest,
-            model_config_file_poll_wait_seconds=1,
-            file_system_poll_wait_seconds=1,
-            max_num_load_retries=0,
+    with model_server_double(kube, namespace, "vision", volume, config, grpc, rest):
+        eventually(
+            lambda: (
+                health(script, get(kube, namespace, "vision"))
+                == ("Healthy", "ModelServing: Serving versions 1.")
+            ),
+            timeout=60,
+            what="Healthy on version 1",
         )
-        with double:
-            eventually(
-                lambda: (
-                    health(script, get(kube, namespace, "vision"))
-                    == ("Healthy", "ModelServing: Serving versions 1.")
-                ),
-                timeout=60,
-                what="Healthy on version 1",
-            )
-            publish(volume, "vision", 2, complete=False)  # no saved_model.pb: the load fails
-            eventually(
-                lambda: reason(kube, namespace, "vision", "Degraded") == "VersionLoadFailed",
-                timeout=60,
-                what="VersionLoadFailed",
-            )
-            sm = get(kube, namespace, "vision")
-            assert condition(sm, "Ready")["status"] == "True"  # version 1 still serves
-            status, message = health(script, sm)
-            assert status == "Degraded"
-            assert message.startswith("VersionLoadFailed: version 2 failed to load: ")
-            assert "Could not find SavedModel" in message
+        publish(volume, "vision", 2, complete=False)  # no saved_model.pb: the load fails
+        eventually(
+            lambda: reason(kube, namespace, "vision", "Degraded") == "VersionLoadFailed",
+            timeout=60,
+            what="VersionLoadFailed",
+        )
+        sm = get(kube, namespace, "vision")
+        assert condition(sm, "Ready")["status"] == "True"  # version 1 still serves
+        status, message = health(script, sm)
+        assert status == "Degraded"
+        assert message.startswith("VersionLoadFailed: version 2 failed to load: ")
+        assert "Could not find SavedModel" in message
 
 
 def test_storage_conflict_while_serving(kube, operator, namespace, script):

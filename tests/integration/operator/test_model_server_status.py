@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 from kubehelpers import condition, eventually, pvc, servedmodel
 from localcluster import free_port
-from tfservinghelpers import ConfigSync, publish
+from tfservinghelpers import model_server_double, publish
 
 pytestmark = pytest.mark.integration
 
@@ -21,89 +21,73 @@ def versions(kube, namespace: str, name: str):
 
 
 def test_versions_and_load_failures_come_from_the_model_server(kube, operator, namespace, tmp_path):
-    from tfserving_double import TFServingDouble
-
     volume, config = tmp_path / "volume", tmp_path / "models.config"
     publish(volume, "vision", 1)
     rest, grpc = free_port(), free_port()
     kube.apply(pvc("models", namespace))
     kube.apply(servedmodel("vision", namespace, ports={"grpc": grpc, "rest": rest}))
 
-    with ConfigSync(kube, namespace, "vision", volume, config) as sync:
-        eventually(sync.sync_once, what="ConfigMap rendered")
-        double = TFServingDouble(
-            model_config_file=str(config),
-            port=grpc,
-            rest_api_port=rest,
-            model_config_file_poll_wait_seconds=1,
-            file_system_poll_wait_seconds=1,
-            max_num_load_retries=0,
+    with model_server_double(kube, namespace, "vision", volume, config, grpc, rest):
+        sm = eventually(
+            lambda: (
+                versions(kube, namespace, "vision") == [{"version": 1, "state": "AVAILABLE"}]
+                and kube.get("servedmodel", "vision", namespace)
+            ),
+            timeout=60,
+            what="version 1",
         )
-        with double:
-            sm = eventually(
-                lambda: (
-                    versions(kube, namespace, "vision") == [{"version": 1, "state": "AVAILABLE"}]
-                    and kube.get("servedmodel", "vision", namespace)
-                ),
-                timeout=60,
-                what="version 1",
-            )
-            ready = condition(sm, "Ready")
-            assert ready["status"] == "True" and ready["reason"] == "ModelServing"
-            assert "Serving versions 1" in ready["message"]
+        ready = condition(sm, "Ready")
+        assert ready["status"] == "True" and ready["reason"] == "ModelServing"
+        assert "Serving versions 1" in ready["message"]
 
-            # A broken new version: TF Serving keeps serving 1 and reports the failed load.
-            publish(volume, "vision", 2, complete=False)
-            sm = eventually(
-                lambda: (
-                    condition(kube.get("servedmodel", "vision", namespace), "Degraded").get("reason")
-                    == "VersionLoadFailed"
-                    and kube.get("servedmodel", "vision", namespace)
-                ),
-                timeout=60,
-                what="VersionLoadFailed",
-            )
-            assert "version 2 failed to load" in condition(sm, "Degraded")["message"]
-            assert "Could not find SavedModel" in condition(sm, "Degraded")["message"]
-            assert condition(sm, "Ready")["status"] == "True"
-            assert {v["version"]: v["state"] for v in sm["status"]["versions"]} == {2: "END", 1: "AVAILABLE"}
-            assert "error" in sm["status"]["versions"][0]
+        # A broken new version: TF Serving keeps serving 1 and reports the failed load.
+        publish(volume, "vision", 2, complete=False)
+        sm = eventually(
+            lambda: (
+                condition(kube.get("servedmodel", "vision", namespace), "Degraded").get("reason")
+                == "VersionLoadFailed"
+                and kube.get("servedmodel", "vision", namespace)
+            ),
+            timeout=60,
+            what="VersionLoadFailed",
+        )
+        assert "version 2 failed to load" in condition(sm, "Degraded")["message"]
+        assert "Could not find SavedModel" in condition(sm, "Degraded")["message"]
+        assert condition(sm, "Ready")["status"] == "True"
+        assert {v["version"]: v["state"] for v in sm["status"]["versions"]} == {2: "END", 1: "AVAILABLE"}
+        assert "error" in sm["status"]["versions"][0]
 
-            # Asking for a version that is not on disk: not Ready, and the message says which.
-            kube.apply(
-                servedmodel(
-                    "vision",
-                    namespace,
-                    ports={"grpc": grpc, "rest": rest},
-                    versionPolicy={"specific": {"versions": [1, 3]}},
-                )
+        # Asking for a version that is not on disk: not Ready, and the message says which.
+        kube.apply(
+            servedmodel(
+                "vision",
+                namespace,
+                ports={"grpc": grpc, "rest": rest},
+                versionPolicy={"specific": {"versions": [1, 3]}},
             )
-            sm = eventually(
-                lambda: (
-                    condition(kube.get("servedmodel", "vision", namespace), "Ready").get("reason")
-                    == "VersionsNotAvailable"
-                    and kube.get("servedmodel", "vision", namespace)
-                ),
-                timeout=60,
-                what="VersionsNotAvailable",
-            )
-            assert "3 is" in condition(sm, "Ready")["message"]
+        )
+        sm = eventually(
+            lambda: (
+                condition(kube.get("servedmodel", "vision", namespace), "Ready").get("reason")
+                == "VersionsNotAvailable"
+                and kube.get("servedmodel", "vision", namespace)
+            ),
+            timeout=60,
+            what="VersionsNotAvailable",
+        )
+        assert "3 is" in condition(sm, "Ready")["message"]
 
-            publish(volume, "vision", 3)
-            eventually(
-                lambda: (
-                    condition(kube.get("servedmodel", "vision", namespace), "Ready").get("status") == "True"
-                ),
-                timeout=60,
-                what="Ready once 3 loads",
-            )
+        publish(volume, "vision", 3)
+        eventually(
+            lambda: condition(kube.get("servedmodel", "vision", namespace), "Ready").get("status") == "True",
+            timeout=60,
+            what="Ready once 3 loads",
+        )
 
 
 def test_a_moved_label_waits_until_its_version_is_available(kube, operator, namespace, tmp_path):
     """Moving stable from 3 to 4 in the same edit that asks for 4: TF Serving would refuse the whole
     config (reference 4.2), so the operator first serves 3 and 4 with stable on 3, then moves it."""
-    from tfserving_double import TFServingDouble
-
     volume, config = tmp_path / "volume", tmp_path / "models.config"
     publish(volume, "ranker", 3)
     rest, grpc = free_port(), free_port()
@@ -118,56 +102,52 @@ def test_a_moved_label_waits_until_its_version_is_available(kube, operator, name
             **spec,
         )
     )
-    with ConfigSync(kube, namespace, "ranker", volume, config) as sync:
-        eventually(sync.sync_once, what="ConfigMap rendered")
-        double = TFServingDouble(
-            model_config_file=str(config),
-            port=grpc,
-            rest_api_port=rest,
-            model_config_file_poll_wait_seconds=1,
-            file_system_poll_wait_seconds=1,
-            allow_version_labels_for_unavailable_models=True,
-            max_num_load_retries=0,
-            load_delay_seconds=3,
+    with model_server_double(
+        kube,
+        namespace,
+        "ranker",
+        volume,
+        config,
+        grpc,
+        rest,
+        allow_version_labels_for_unavailable_models=True,
+        load_delay_seconds=3,
+    ) as double:
+        eventually(
+            lambda: condition(kube.get("servedmodel", "ranker", namespace), "Ready").get("status") == "True",
+            timeout=60,
+            what="Ready on 3",
         )
-        with double:
-            eventually(
-                lambda: (
-                    condition(kube.get("servedmodel", "ranker", namespace), "Ready").get("status") == "True"
-                ),
-                timeout=60,
-                what="Ready on 3",
+        publish(volume, "ranker", 4)
+        kube.apply(
+            servedmodel(
+                "ranker",
+                namespace,
+                versionPolicy={"specific": {"versions": [4]}},
+                versionLabels={"stable": 4},
+                **spec,
             )
-            publish(volume, "ranker", 4)
-            kube.apply(
-                servedmodel(
-                    "ranker",
-                    namespace,
-                    versionPolicy={"specific": {"versions": [4]}},
-                    versionLabels={"stable": 4},
-                    **spec,
-                )
-            )
+        )
 
-            def staged():
-                text = kube.get("configmap", "ranker-config", namespace)["data"]["models.config"]
-                return "specific { versions: 3 versions: 4 }" in text and 'key: "stable" value: 3' in text
+        def staged():
+            text = kube.get("configmap", "ranker-config", namespace)["data"]["models.config"]
+            return "specific { versions: 3 versions: 4 }" in text and 'key: "stable" value: 3' in text
 
-            eventually(staged, timeout=30, what="both versions served, label held on 3")
-            sm = kube.get("servedmodel", "ranker", namespace)
-            assert condition(sm, "Progressing").get("reason") in ("LabelsPending", "RollingOut")
+        eventually(staged, timeout=30, what="both versions served, label held on 3")
+        sm = kube.get("servedmodel", "ranker", namespace)
+        assert condition(sm, "Progressing").get("reason") in ("LabelsPending", "RollingOut")
 
-            def moved():
-                text = kube.get("configmap", "ranker-config", namespace)["data"]["models.config"]
-                return "specific { versions: 4 }" in text and 'key: "stable" value: 4' in text
+        def moved():
+            text = kube.get("configmap", "ranker-config", namespace)["data"]["models.config"]
+            return "specific { versions: 4 }" in text and 'key: "stable" value: 4' in text
 
-            eventually(moved, timeout=90, what="label moved to 4 once AVAILABLE")
-            assert double.manager.labels("ranker") == {"stable": 4} or eventually(
-                lambda: double.manager.labels("ranker") == {"stable": 4},
-                timeout=30,
-                what="server took the move",
-            )
-            assert not [line for line in double.logs if "not currently available for inference" in line]
+        eventually(moved, timeout=90, what="label moved to 4 once AVAILABLE")
+        assert double.manager.labels("ranker") == {"stable": 4} or eventually(
+            lambda: double.manager.labels("ranker") == {"stable": 4},
+            timeout=30,
+            what="server took the move",
+        )
+        assert not [line for line in double.logs if "not currently available for inference" in line]
 
 
 def test_an_unreachable_model_server_shows_in_status_and_ready_is_not_assumed(
