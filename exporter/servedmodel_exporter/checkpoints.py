@@ -24,7 +24,15 @@ SYNCED = "synced"
 VERSION_CHOSEN = "version-chosen"  # under the lock, the version number picked, not yet renamed
 RENAMED = "renamed"
 PRUNING = "pruning"
-STAGES = (STAGING_CREATED, EXPORTED, VERIFIED, SYNCED, VERSION_CHOSEN, RENAMED, PRUNING)
+# Publishing to S3 (objectstore.publisher): the number claimed, the first object uploaded, all uploaded
+# (the commit marker not yet written).
+CLAIMED = "claimed"
+UPLOADING = "uploading"
+UPLOADED = "uploaded"
+STAGES = (
+    *(STAGING_CREATED, EXPORTED, VERIFIED, SYNCED, VERSION_CHOSEN, RENAMED, PRUNING),
+    *(CLAIMED, UPLOADING, UPLOADED),
+)
 
 
 def checkpoint(stage: str) -> None:

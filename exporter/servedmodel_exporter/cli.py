@@ -52,6 +52,13 @@ is idempotent: a source (by sha256) that is already published is reported as tha
 "already_published": true, and nothing new is written. Progress goes to stderr; with --json the result
 (including the published "version") is the only thing on stdout.
 
+With --to s3://BUCKET/PREFIX the version is exported and verified in a temporary folder, its number is
+claimed by creating <prefix>/<model>/.claims/<N> only if absent (so concurrent publishers never take the
+same number), its files are uploaded to <prefix>/<model>/<N>/, and the commit marker
+<prefix>/<model>/<N>.commit.json (every object's size and sha256, and the manifest) is written last.
+Readers such as the operator's sync sidecar take a version only once its marker exists, so a killed upload
+is never served ('{PROG} gc' removes what it left).
+
 examples:
   # Keras 3 file, next free version, keep the 3 newest versions plus version 7
   {PROG} publish model.keras --base-path /models --model iris --keep 3 --pin 7
@@ -62,6 +69,10 @@ examples:
 
   # an existing SavedModel folder, parity on your own inputs
   {PROG} publish ./export/saved_model --base-path /models --model iris --sample-inputs x.json
+
+  # into a bucket of an S3-compatible store (credentials from the usual AWS variables or ~/.aws)
+  AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... {PROG} publish model.keras \\
+      --to s3://models/prod --model iris --endpoint-url http://minio.storage:9000 --keep 3
 
 {EXIT_CODES}"""
 
@@ -93,25 +104,55 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def _location(args: argparse.Namespace, where: str | None):
+    """An S3Location for an s3:// URL (with --endpoint-url/--region or the AWS_* variables), else None."""
+    from .objectstore.url import is_s3_url, parse_s3_url
+
+    if is_s3_url(where):
+        return parse_s3_url(where, args.endpoint_url, args.region)
+    if args.endpoint_url or args.region:
+        raise UsageError("--endpoint-url and --region apply to s3:// locations only")
+    return None
+
+
 def _publish(args: argparse.Namespace) -> int:
     from .pipeline import PublishRequest, publish
 
-    result = publish(
-        PublishRequest(
-            source=args.source,
-            base_path=args.base_path,
-            model=args.model,
-            version=args.version,
-            sha256=args.sha256,
-            signature=args.signature,
-            sample_inputs=args.sample_inputs,
-            atol=args.atol,
-            rtol=args.rtol,
-            warmup_records=args.warmup,
-            keep=args.keep,
-            pins=tuple(args.pin),
+    if (args.base_path is None) == (args.to is None):
+        raise UsageError(
+            "give exactly one destination: --base-path DIR (a volume) or --to s3://BUCKET/PREFIX"
         )
+    location = _location(args, args.to or args.base_path)
+    if args.to and location is None:
+        raise UsageError(f"--to takes an s3://BUCKET/PREFIX URL, got {args.to!r}; for a folder: --base-path")
+    if location is not None and args.image:
+        raise UsageError("--image pushes versions from a volume (--base-path); it does not read from S3")
+    request = PublishRequest(
+        source=args.source,
+        base_path=Path(args.base_path) if location is None else Path(),
+        model=args.model,
+        version=args.version,
+        sha256=args.sha256,
+        signature=args.signature,
+        sample_inputs=args.sample_inputs,
+        atol=args.atol,
+        rtol=args.rtol,
+        warmup_records=args.warmup,
+        keep=args.keep,
+        pins=tuple(args.pin),
     )
+    if location is not None:
+        from .pipeline_s3 import publish_s3
+
+        result = publish_s3(request, location)
+    else:
+        result = publish(request)
+    _report_published(args, result)
+    return EXIT_OK
+
+
+def _report_published(args: argparse.Namespace, result: Any) -> None:
+    """The result file, the optional image push, and the result on stdout."""
     _write_result_file(
         args,
         {
@@ -124,10 +165,10 @@ def _publish(args: argparse.Namespace) -> int:
     )
     pushed = None
     if args.image:
-        pushed = _push_image(args.base_path, args.model, None, args.image, args.oci_layout)
+        pushed = _push_image(Path(args.base_path), args.model, None, args.image, args.oci_layout)
     if args.json:
         _print_json({"ok": True, **result.to_dict(), **({"image": pushed} if pushed else {})})
-        return EXIT_OK
+        return
     if result.already_published:
         print(f"{result.model} version {result.version} was published from this source before: {result.path}")
     else:
@@ -136,7 +177,6 @@ def _publish(args: argparse.Namespace) -> int:
             print(f"removed old versions: {', '.join(map(str, result.removed_versions))}")
     if pushed:
         _print_pushed(pushed)
-    return EXIT_OK
 
 
 def _push_image(
@@ -188,24 +228,69 @@ def _versions(text: str) -> list[int]:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from .inspection import list_versions, render_table
+    from .inspection import render_table
 
-    entries = list_versions(args.base_path, args.model)
-    if args.json:
-        _print_json({"ok": True, "model": args.model, "versions": entries})
+    location = _location(args, args.base_path)
+    incomplete: list[int] = []
+    if location is not None:
+        from .objectstore.describe import list_versions as list_s3
+
+        found = list_s3(location, args.model)
+        entries, incomplete = found["versions"], found["incomplete"]
     else:
-        print(render_table(entries) if entries else f"no versions of {args.model} under {args.base_path}")
+        from .inspection import list_versions
+
+        entries = list_versions(Path(args.base_path), args.model)
+    if args.json:
+        extra = {"incomplete": incomplete} if location is not None else {}
+        _print_json({"ok": True, "model": args.model, "versions": entries, **extra})
+        return EXIT_OK
+    print(render_table(entries) if entries else f"no versions of {args.model} under {args.base_path}")
+    if incomplete:
+        print(
+            f"incomplete (claimed or partly uploaded, no commit marker; never served): "
+            f"{', '.join(map(str, incomplete))}; '{PROG} gc' removes interrupted ones"
+        )
     return EXIT_OK
 
 
 def _inspect(args: argparse.Namespace) -> int:
     from .inspection import inspect_path, render_details
 
-    entries = inspect_path(args.path)
+    location = _location(args, args.path)
+    if location is not None:
+        from .objectstore.describe import inspect_url
+
+        entries = inspect_url(location)
+    else:
+        entries = inspect_path(Path(args.path))
     if args.json:
         _print_json({"ok": True, "versions": entries})
     else:
         print(render_details(entries) if entries else f"no versions under {args.path}")
+    return EXIT_OK
+
+
+def _gc(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from .objectstore.publisher import S3Publisher
+
+    location = _location(args, args.to)
+    if location is None:
+        raise UsageError(
+            f"gc works on s3:// locations, got {args.to!r} (publish cleans a volume's leftovers itself)"
+        )
+    publisher = S3Publisher(location, args.model)
+    publisher.check_bucket()
+    removed = publisher.gc(dt.timedelta(seconds=args.older_than), dry_run=args.dry_run)
+    if args.json:
+        _print_json({"ok": True, "model": args.model, "removed": removed, "dry_run": args.dry_run})
+    elif removed:
+        verb = "would remove" if args.dry_run else "removed"
+        print(f"{verb} uncommitted version(s) of {args.model}: {', '.join(map(str, removed))}")
+    else:
+        print(f"nothing to remove: no uncommitted version of {args.model} older than {args.older_than}s")
     return EXIT_OK
 
 
@@ -272,6 +357,15 @@ def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print a machine-readable result on stdout")
     common.add_argument("-q", "--quiet", action="store_true", help="no progress output on stderr")
+    s3 = common.add_argument_group("object storage (s3:// locations)")
+    s3.add_argument(
+        "--endpoint-url",
+        metavar="URL",
+        help="the S3 API of an S3-compatible store, e.g. http://minio.storage:9000 "
+        "(default: $AWS_ENDPOINT_URL, else AWS S3). Credentials: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
+        "AWS_PROFILE or ~/.aws, as every AWS tool reads them",
+    )
+    s3.add_argument("--region", help="the bucket's region (default: $AWS_REGION, else us-east-1)")
 
     pub = commands.add_parser(
         "publish",
@@ -283,8 +377,15 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     pub.add_argument("source", help="a .keras or .h5 file, a SavedModel folder, or an http(s) URL of a file")
-    pub.add_argument(
-        "--base-path", type=Path, required=True, help="root of the model repository (shared volume)"
+    destination = pub.add_mutually_exclusive_group(required=True)
+    destination.add_argument(
+        "--base-path", metavar="DIR", help="root of the model repository on a (shared) volume"
+    )
+    destination.add_argument(
+        "--to",
+        metavar="s3://BUCKET/PREFIX",
+        help="publish into S3-compatible object storage instead: versions go to "
+        "<prefix>/<model>/<version>/, and the commit marker <prefix>/<model>/<version>.commit.json last",
     )
     pub.add_argument("--model", required=True, help="model name: versions go to <base>/<model>/<version>/")
     pub.add_argument(
@@ -379,11 +480,17 @@ def _parser() -> argparse.ArgumentParser:
     lst = commands.add_parser(
         "list",
         parents=[common],
-        help="list published versions of a model",
-        epilog=f"example:\n  {PROG} list --base-path /models --model iris --json",
+        help="list published versions of a model (on a volume or in S3)",
+        description="List the published versions of a model. In S3 only versions with a commit marker "
+        "count; numbers that are claimed or partly uploaded are shown apart as incomplete.",
+        epilog=f"examples:\n  {PROG} list --base-path /models --model iris --json\n"
+        f"  {PROG} list --base-path s3://models/prod --model iris --endpoint-url http://127.0.0.1:8333",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    lst.add_argument("--base-path", type=Path, required=True)
+    lst.add_argument(
+        "--base-path", "--to", dest="base_path", required=True, metavar="DIR|s3://BUCKET/PREFIX",
+        help="the model repository: a folder, or an S3 location (--to is the same option)",
+    )
     lst.add_argument("--model", required=True)
     lst.set_defaults(command=_list)
 
@@ -391,11 +498,37 @@ def _parser() -> argparse.ArgumentParser:
         "inspect",
         parents=[common],
         help="show manifest and signatures of a version folder or of every version of a model folder",
-        epilog=f"examples:\n  {PROG} inspect /models/iris/3\n  {PROG} inspect /models/iris --json",
+        epilog=f"examples:\n  {PROG} inspect /models/iris/3\n  {PROG} inspect /models/iris --json\n"
+        f"  {PROG} inspect s3://models/prod/iris/3 --endpoint-url http://127.0.0.1:8333",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    ins.add_argument("path", type=Path, help="<base>/<model>/<version> or <base>/<model>")
+    ins.add_argument(
+        "path",
+        help="<base>/<model>/<version> or <base>/<model>; in S3: s3://BUCKET/PREFIX/MODEL[/VERSION]",
+    )
     ins.set_defaults(command=_inspect)
+
+    gc = commands.add_parser(
+        "gc",
+        parents=[common],
+        help="remove what interrupted S3 publishes left (never a committed version)",
+        description="Remove the objects and claims of versions that have no commit marker and were not "
+        "written to for --older-than seconds: uploads that were killed. Such versions are never served; "
+        "this only frees their space and numbers. Versions with a commit marker are never touched.",
+        epilog=f"example:\n  {PROG} gc --to s3://models/prod --model iris --older-than 3600 --dry-run",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    gc.add_argument("--to", "--base-path", dest="to", required=True, metavar="s3://BUCKET/PREFIX")
+    gc.add_argument("--model", required=True)
+    gc.add_argument(
+        "--older-than",
+        type=_non_negative_int,
+        default=3600,
+        metavar="SECONDS",
+        help="only versions untouched this long: a younger one may be a live upload (default: %(default)s)",
+    )
+    gc.add_argument("--dry-run", action="store_true", help="only say what would be removed")
+    gc.set_defaults(command=_gc)
     return parser
 
 

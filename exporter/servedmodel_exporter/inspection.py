@@ -74,6 +74,10 @@ def render_details(entries: list[dict[str, Any]]) -> str:
             )
         else:
             header += "\n  no exporter manifest; signatures read from saved_model.pb"
+        if "bytes" in entry:  # in object storage: what the commit marker lists
+            header += (
+                f"\n  committed {entry['committed_utc']}: {entry['objects']} objects, {entry['bytes']} bytes"
+            )
         body = signatures.render(entry["signatures"]) if entry["signatures"] else entry.get("error", "")
         parts.append(header + "\n\n" + body)
     return "\n".join(parts)

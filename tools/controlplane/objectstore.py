@@ -147,18 +147,22 @@ class ObjectStore:
         identities = []
         if self.credentials:
             key, secret = self.credentials
-            identities.append({
-                "name": "admin",
-                "credentials": [{"accessKey": key, "secretKey": secret}],
-                "actions": ["Admin", "Read", "List", "Tagging", "Write"],
-            })
+            identities.append(
+                {
+                    "name": "admin",
+                    "credentials": [{"accessKey": key, "secretKey": secret}],
+                    "actions": ["Admin", "Read", "List", "Tagging", "Write"],
+                }
+            )
         if self.read_only_credentials:
             key, secret = self.read_only_credentials
-            identities.append({
-                "name": "reader",
-                "credentials": [{"accessKey": key, "secretKey": secret}],
-                "actions": ["Read", "List"],
-            })
+            identities.append(
+                {
+                    "name": "reader",
+                    "credentials": [{"accessKey": key, "secretKey": secret}],
+                    "actions": ["Read", "List"],
+                }
+            )
         self.identities_path.write_text(json.dumps({"identities": identities}, indent=2))
         self.identities_path.chmod(0o600)
 
@@ -166,7 +170,9 @@ class ObjectStore:
         if self.process is not None:
             return self
         if self.read_only_credentials and not self.credentials:
-            raise ObjectStoreError("read-only credentials need admin credentials too (anonymous: all or none)")
+            raise ObjectStoreError(
+                "read-only credentials need admin credentials too (anonymous: all or none)"
+            )
         self.bin_dir = self.bin_dir or build_objectstore()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         (self.data_dir / "data").mkdir(exist_ok=True)
@@ -175,15 +181,25 @@ class ObjectStore:
         master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc = self.ports
         self.port = s3
         args = [
-            str(self.bin_dir / "weed"), "server",
-            f"-dir={self.data_dir / 'data'}", f"-ip={ip}", f"-ip.bind={ip}",
-            f"-master.port={master}", f"-master.port.grpc={master_grpc}",
-            f"-volume.port={volume}", f"-volume.port.grpc={volume_grpc}",
-            f"-filer.port={filer}", f"-filer.port.grpc={filer_grpc}",
-            "-s3", f"-s3.port={s3}", f"-s3.port.grpc={s3_grpc}",
-            "-s3.port.iceberg=0", "-s3.port.lance=0",  # optional side APIs: not needed, no ports taken
+            str(self.bin_dir / "weed"),
+            "server",
+            f"-dir={self.data_dir / 'data'}",
+            f"-ip={ip}",
+            f"-ip.bind={ip}",
+            f"-master.port={master}",
+            f"-master.port.grpc={master_grpc}",
+            f"-volume.port={volume}",
+            f"-volume.port.grpc={volume_grpc}",
+            f"-filer.port={filer}",
+            f"-filer.port.grpc={filer_grpc}",
+            "-s3",
+            f"-s3.port={s3}",
+            f"-s3.port.grpc={s3_grpc}",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",  # optional side APIs: not needed, no ports taken
             "-master.telemetry=false",  # no usage reports: nothing leaves the machine
-            "-master.volumeSizeLimitMB=64", "-volume.max=0",  # small volumes, as many as the disk allows
+            "-master.volumeSizeLimitMB=64",
+            "-volume.max=0",  # small volumes, as many as the disk allows
             "-s3.autoCreateBucket=false",  # a missing bucket is an error the tests check, never created
             "-volume.preStopSeconds=0",  # no grace period for clients of a throw-away store
         ]

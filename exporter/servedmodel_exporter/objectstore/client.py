@@ -73,8 +73,9 @@ def explain(exc: BaseException, location: S3Location, action: str) -> ExporterEr
         )
     if isinstance(exc, EndpointConnectionError):
         hint = (
-            f"check --endpoint-url / {ENDPOINT_ENV}" if location.endpoint_url else
-            f"for an S3-compatible store set --endpoint-url or {ENDPOINT_ENV}"
+            f"check --endpoint-url / {ENDPOINT_ENV}"
+            if location.endpoint_url
+            else f"for an S3-compatible store set --endpoint-url or {ENDPOINT_ENV}"
         )
         return ObjectStoreError(f"{action} {where}: cannot reach the S3 endpoint ({exc}); {hint}")
     if isinstance(exc, ClientError):

@@ -228,21 +228,28 @@ def model_listing(client, bucket: str, prefix: str, model: str) -> ModelListing:
     complete, folders = set(), set()
     for page in _list(client, bucket, root):
         for obj in page.get("Contents", []):
-            match = _MARKER_RE.fullmatch(obj["Key"][len(root):])
+            match = _MARKER_RE.fullmatch(obj["Key"][len(root) :])
             if match:
                 complete.add(int(match.group(1)))
         for sub in page.get("CommonPrefixes", []):
-            name = sub["Prefix"][len(root):].rstrip("/")
+            name = sub["Prefix"][len(root) :].rstrip("/")
             if _VERSION_RE.fullmatch(name):
                 folders.add(int(name))
     claims = {}
     claims_root = root + CLAIMS_FOLDER + "/"
     for page in _list(client, bucket, claims_root):
         for obj in page.get("Contents", []):
-            name = obj["Key"][len(claims_root):]
+            name = obj["Key"][len(claims_root) :]
             if _VERSION_RE.fullmatch(name):
                 claims[int(name)] = obj["LastModified"]
-    return ModelListing(sorted(complete), sorted(folders - complete), claims)
+    # Stores backed by a file system (SeaweedFS's filer) may list a folder whose objects were all deleted
+    # for a while: an uncommitted version is one with at least one object.
+    uncommitted = [
+        v
+        for v in sorted(folders - complete)
+        if client.list_objects_v2(Bucket=bucket, Prefix=f"{root}{v}/", MaxKeys=1).get("KeyCount", 0) > 0
+    ]
+    return ModelListing(sorted(complete), uncommitted, claims)
 
 
 def complete_versions(client, bucket: str, prefix: str, model: str) -> list[int]:
@@ -256,7 +263,7 @@ def list_models(client, bucket: str, prefix: str) -> list[str]:
     names = []
     for page in _list(client, bucket, root):
         for sub in page.get("CommonPrefixes", []):
-            name = sub["Prefix"][len(root):].rstrip("/")
+            name = sub["Prefix"][len(root) :].rstrip("/")
             if name and not name.startswith("."):
                 names.append(name)
     return sorted(names)
@@ -284,7 +291,9 @@ def put_if_absent(client, bucket: str, key: str, body: bytes, content_type: str 
         client.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type, IfNoneMatch="*")
     except Exception as exc:
         if http_status(exc) in (409, 412) or error_code(exc) in (
-            "PreconditionFailed", "412", "ConditionalRequestConflict"
+            "PreconditionFailed",
+            "412",
+            "ConditionalRequestConflict",
         ):
             return False
         raise

@@ -61,7 +61,7 @@ def parse_s3_url(
     env = os.environ if environ is None else environ
     if not is_s3_url(url):
         raise UsageError(f"not an S3 URL: {url!r} (expected s3://bucket/prefix)")
-    bucket, _, prefix = url[len(SCHEME):].partition("/")
+    bucket, _, prefix = url[len(SCHEME) :].partition("/")
     if not _BUCKET_RE.fullmatch(bucket) or ".." in bucket:
         raise UsageError(
             f"invalid bucket name {bucket!r} in {url!r}: 3-63 lowercase letters, digits, dots or hyphens, "

@@ -90,7 +90,10 @@ def test_parse_s3_url_takes_flags_over_environment() -> None:
     env = {"AWS_ENDPOINT_URL": "http://10.0.0.9:9000", "AWS_REGION": "eu-west-1"}
     loc = parse_s3_url("s3://models/prod/", environ=env)
     assert (loc.bucket, loc.prefix, loc.endpoint_url, loc.region) == (
-        "models", "prod", "http://10.0.0.9:9000", "eu-west-1"
+        "models",
+        "prod",
+        "http://10.0.0.9:9000",
+        "eu-west-1",
     )
     loc = parse_s3_url("s3://models", endpoint_url="http://127.0.0.1:8333/", region="r1", environ=env)
     assert (loc.prefix, loc.endpoint_url, loc.region) == ("", "http://127.0.0.1:8333", "r1")

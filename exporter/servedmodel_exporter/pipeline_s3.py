@@ -1,0 +1,188 @@
+"""The publish use case into S3-compatible object storage: fetch, export and verify in a local folder (as
+for a volume), then claim a version number, upload, and write the commit marker last (objectstore.publisher).
+
+Idempotent by the source's sha256 as on a volume: a source whose version is already complete is reported
+as that version ("already_published"), so a retried export Job never publishes a second copy.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+from . import manifest, models, signatures
+from .checkpoints import EXPORTED, VERIFIED, checkpoint
+from .errors import VersionExistsError
+from .objectstore.layout import Marker
+from .objectstore.publisher import S3Publisher
+from .objectstore.url import S3Location
+from .pipeline import (
+    PublishRequest,
+    PublishResult,
+    _disk,
+    _load_source,
+    _step,
+    _validate,
+    _write_extras,
+    _write_saved_model,
+)
+from .sources import Source, resolve
+from .verify import verify
+
+log = logging.getLogger(__name__)
+
+TWIN_WAIT_SECONDS = 300  # how long to wait for a concurrent publish of the same source to commit
+
+
+def publish_s3(request: PublishRequest, location: S3Location) -> PublishResult:
+    _validate(request)
+    publisher = S3Publisher(location, request.model)
+    with _step(f"checking {location}"):
+        publisher.check_bucket()
+        publisher.conditional_writes()  # also proves the right to write, before the expensive part
+    expected = request.sha256.strip().lower() if request.sha256 else None
+    if request.version is not None:
+        # Fail (or succeed) before the expensive part; the claim decides again.
+        listing = publisher.listing()
+        if request.version in listing.complete:
+            recorded = _source_sha256(publisher.marker(request.version))
+            if expected and expected == recorded:
+                return _already_published(request, publisher, request.version, None)
+            if recorded is None or (expected and expected != recorded):
+                _refuse_taken(request, location)
+        elif request.version in listing.taken and expected:
+            if publisher.claimed_by(request.version).get("source_sha256") != expected:
+                _refuse_taken(request, location, in_progress=True)
+    with tempfile.TemporaryDirectory(prefix="servedmodel-export-") as work:
+        with _step("fetching source"), _disk("the temporary folder", Path(work)):
+            source = resolve(request.source, Path(work), request.sha256)
+        done = publisher.published_from(source.sha256, request.version)
+        if done is not None:
+            return _already_published(request, publisher, done[0], source)
+        if request.version is not None:
+            listing = publisher.listing()
+            if request.version in listing.complete:
+                _refuse_taken(request, location)
+            if request.version in listing.taken:
+                if publisher.claimed_by(request.version).get("source_sha256") != source.sha256:
+                    _refuse_taken(request, location, in_progress=True)
+                return _await_twin(request, publisher, source)
+        with _step(f"loading {source.kind} source"), _disk("the temporary folder", Path(work)):
+            source_model, reference = _load_source(source, request.signature)
+        staging = Path(work) / "version"
+        with _disk("the temporary folder", Path(work)):
+            staging.mkdir()
+            with _step(f"writing SavedModel to {staging}"):
+                _write_saved_model(source, source_model, staging)
+            checkpoint(EXPORTED)
+            with _step("verifying the exported SavedModel"):
+                staged_model, function = models.load_signature(staging, request.signature)
+                report = verify(
+                    function, reference, request.signature, request.atol, request.rtol, request.sample_inputs
+                )
+            described = signatures.describe(staging)
+            with _step("writing signatures, warmup requests and manifest"):
+                _write_extras(
+                    staging,
+                    source,
+                    described,
+                    report,
+                    request.warmup_records,
+                    models.signature_predict(function),
+                )
+        checkpoint(VERIFIED)
+        try:
+            claim = publisher.claim(request.version, source.sha256)
+        except VersionExistsError:
+            if publisher.claimed_by(request.version).get("source_sha256") != source.sha256:
+                raise
+            return _await_twin(request, publisher, source)
+        log.info("claimed version %d of %s", claim.version, request.model)
+        try:
+            entries = publisher.upload(claim, staging)
+            twin = publisher.published_from(source.sha256)
+            if twin is not None and twin[0] != claim.version and request.version is None:
+                # A concurrent publish of this same source committed first: report it, keep one copy.
+                publisher.abandon(claim)
+                return _already_published(request, publisher, twin[0], source)
+            publisher.commit(claim, entries, manifest.read(staging))
+        except BaseException:
+            publisher.abandon(claim)
+            raise
+        log.info(
+            "published %s version %d at %s", request.model, claim.version, publisher.url_of(claim.version)
+        )
+        removed = _prune(publisher, request, claim.version)
+    return PublishResult(
+        model=request.model,
+        version=claim.version,
+        path=publisher.url_of(claim.version),
+        source={"uri": source.uri, "kind": source.kind, "sha256": source.sha256},
+        signatures=sorted(described),
+        max_abs_diff=report.max_abs_diff,
+        warmup_records=request.warmup_records,
+        removed_versions=removed,
+        tensorflow_version=models.tensorflow_version(),
+    )
+
+
+def _await_twin(request: PublishRequest, publisher: S3Publisher, source: Source) -> PublishResult:
+    """A twin of this very publish (the same source, e.g. a concurrent retry of a Job) holds the explicit
+    version: its result is ours once it commits."""
+    log.info("version %d is being published from this same source: waiting for it", request.version)
+    if publisher.wait_for_commit(request.version, source.sha256, TWIN_WAIT_SECONDS) is None:
+        raise VersionExistsError(
+            f"version {request.version} of {request.model} is claimed by a publish of this same source "
+            f"that did not finish within {TWIN_WAIT_SECONDS} s (interrupted? 'servedmodel-export gc' "
+            "removes interrupted uploads)"
+        )
+    return _already_published(request, publisher, request.version, source)
+
+
+def _source_sha256(marker: Marker | None) -> str | None:
+    return (((marker.manifest if marker else None) or {}).get("source") or {}).get("sha256")
+
+
+def _refuse_taken(request: PublishRequest, location: S3Location, in_progress: bool = False) -> None:
+    state = "is being published (or an interrupted upload holds it)" if in_progress else "already exists"
+    hint = " (`servedmodel-export gc` removes interrupted uploads)" if in_progress else ""
+    raise VersionExistsError(
+        f"version {request.version} of {request.model} {state} in {location} with another source; "
+        f"published versions are immutable: use --version auto or a higher number{hint}"
+    )
+
+
+def _already_published(
+    request: PublishRequest, publisher: S3Publisher, version: int, source: Source | None
+) -> PublishResult:
+    log.info(
+        "%s version %d was already published from this source; nothing to publish", request.model, version
+    )
+    found = (publisher.marker(version) or Marker(request.model, version, ())).manifest or {}
+    removed = _prune(publisher, request, version)
+    return PublishResult(
+        model=request.model,
+        version=version,
+        path=publisher.url_of(version),
+        source={"uri": source.uri, "kind": source.kind, "sha256": source.sha256}
+        if source
+        else found.get("source") or {},
+        signatures=sorted(found.get("signatures") or {}),
+        max_abs_diff=(found.get("verification") or {}).get("max_abs_diff") or {},
+        warmup_records=found.get("warmup_records", 0),
+        removed_versions=removed,
+        already_published=True,
+        tensorflow_version=found.get("tensorflow_version", ""),
+    )
+
+
+def _prune(publisher: S3Publisher, request: PublishRequest, version: int) -> list[int]:
+    if request.keep is None:
+        return []
+    from .errors import PublishError
+
+    try:
+        return publisher.prune(request.keep, request.pins, protect=version)
+    except PublishError as exc:
+        raise PublishError(f"version {version} was published, but retention failed: {exc}") from exc
