@@ -47,6 +47,7 @@ from typing import Any
 import localcluster
 import requests
 from localcluster import OPERATOR_USER, LocalCluster, free_port
+from modelvolume import hostpath_claim
 from servedmodel_operator.constants import ANNOTATION_SPEC_HASH
 from servedmodel_operator.drift import needs_apply
 from servedmodel_operator.kube import KubeApi, load_credentials
@@ -223,24 +224,7 @@ def wait_established(session: requests.Session, url: str, timeout: float = 60) -
 
 
 def _pvc_manifest() -> str:
-    return f"""apiVersion: v1
-kind: PersistentVolume
-metadata: {{name: bench-models}}
-spec:
-  capacity: {{storage: 1Gi}}
-  accessModes: [ReadWriteMany]
-  hostPath: {{path: /srv/models/bench}}
-  claimRef: {{namespace: {NS}, name: models}}
----
-apiVersion: v1
-kind: PersistentVolumeClaim
-metadata: {{name: models, namespace: {NS}}}
-spec:
-  accessModes: [ReadWriteMany]
-  storageClassName: ""
-  volumeName: bench-models
-  resources: {{requests: {{storage: 1Gi}}}}
-"""
+    return hostpath_claim(NS, "/srv/models/bench", path_type=None)
 
 
 def servedmodel(i: int) -> dict[str, Any]:

@@ -27,6 +27,7 @@ for extra in ("tests", "tests/e2e/serving", "tools/images", "tools/controlplane"
 from chartrights import chart_rules, grant_chart_rights  # noqa: E402
 from kubehelpers import Kube  # noqa: E402
 from localcluster import OPERATOR_USER, LocalCluster  # noqa: E402
+from modelvolume import hostpath_claim  # noqa: E402
 from servinghelpers import servedmodel, start_operator, wait_ready  # noqa: E402
 
 NAMESPACE = "bench"
@@ -70,25 +71,7 @@ def main() -> int:
         rule = {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]}
         grant_chart_rights(cluster.kubectl, OPERATOR_USER, "bench", [*chart_rules(), rule])
         kube.kubectl("create", "namespace", NAMESPACE)
-        kube.apply(f"""
-apiVersion: v1
-kind: PersistentVolume
-metadata: {{name: bench-models}}
-spec:
-  capacity: {{storage: 1Gi}}
-  accessModes: [ReadWriteMany]
-  hostPath: {{path: {volume}, type: Directory}}
-  claimRef: {{namespace: {NAMESPACE}, name: models}}
----
-apiVersion: v1
-kind: PersistentVolumeClaim
-metadata: {{name: models, namespace: {NAMESPACE}}}
-spec:
-  accessModes: [ReadWriteMany]
-  storageClassName: ""
-  volumeName: bench-models
-  resources: {{requests: {{storage: 1Gi}}}}
-""")
+        kube.apply(hostpath_claim(NAMESPACE, volume))
         operator = start_operator(cluster, work, NAMESPACE, node)
         seconds = []
         for i in range(args.count):

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import yaml
 from localcluster import LocalCluster, free_port
+from modelvolume import hostpath_claim
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -95,27 +96,11 @@ def condition(obj: dict[str, Any] | None, ctype: str) -> dict[str, Any]:
 
 
 def pvc(name: str, namespace: str) -> str:
-    """A claim and a volume bound to it: pods with an unbound claim would never be scheduled."""
-    return f"""
-apiVersion: v1
-kind: PersistentVolume
-metadata: {{name: {namespace}-{name}}}
-spec:
-  capacity: {{storage: 1Gi}}
-  accessModes: [ReadWriteMany]
-  persistentVolumeReclaimPolicy: Delete
-  hostPath: {{path: /srv/models/{namespace}/{name}}}
-  claimRef: {{namespace: {namespace}, name: {name}}}
----
-apiVersion: v1
-kind: PersistentVolumeClaim
-metadata: {{name: {name}, namespace: {namespace}}}
-spec:
-  accessModes: [ReadWriteMany]
-  storageClassName: ""
-  volumeName: {namespace}-{name}
-  resources: {{requests: {{storage: 1Gi}}}}
-"""
+    """A claim and a volume bound to it: pods with an unbound claim would never be scheduled. The host
+    folder need not exist (kwok's pods mount nothing)."""
+    return hostpath_claim(
+        namespace, f"/srv/models/{namespace}/{name}", claim=name, reclaim="Delete", path_type=None
+    )
 
 
 def servedmodel(name: str, namespace: str, **spec: Any) -> dict[str, Any]:

@@ -28,6 +28,7 @@ import numpy as np
 import pytest
 from e2ehelpers import ROOT, UserTools, ensure_namespace, service_account_kubeconfig, wait_for
 from localcluster import LocalCluster
+from modelvolume import ModelVolume
 from realnode import RealNode
 
 SAMPLES = [[1.0, 2.0, 3.0, 4.0], [0.5, -1.0, 0.0, 2.0], [-3.0, 1.5, 2.5, -0.5]]
@@ -79,44 +80,18 @@ def servedmodel_cli(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess
 def served(
     admin: UserTools, cluster: LocalCluster, real_node: RealNode, node_image, operator, tmp_path_factory
 ) -> Iterator[Served]:
-    from servedmodel_exporter.cli import main as export
-
     work = tmp_path_factory.mktemp("client")
     namespace = f"sm-client-{uuid.uuid4().hex[:6]}"
-    base = Path(f"/srv/servedmodel-client-{uuid.uuid4().hex[:8]}")
-    (base / "volume").mkdir(parents=True)
-    for path in (base, base / "volume"):
-        path.chmod(0o755)
+    volume = ModelVolume.create(prefix="servedmodel-client-")
     keras_answers = {}
     for version, variant in ((1, "a"), (2, "b")):
         model = keras_model(variant)
         keras_answers[version] = np.asarray(model(np.asarray(SAMPLES, dtype=np.float32)))
         source = work / f"{variant}.keras"
         model.save(source)
-        code = export(["publish", str(source), "--base-path", str(base / "volume"), "--model", MODEL,
-                       "--version", str(version), "--quiet"])  # fmt: skip
-        assert code == 0, f"the exporter failed to publish version {version}"
+        volume.publish(source, MODEL, version)
     ensure_namespace(admin, namespace)  # restricted Pod Security
-    admin.kubectl("apply", "-f", "-", input=f"""
-apiVersion: v1
-kind: PersistentVolume
-metadata: {{name: {namespace}-models}}
-spec:
-  capacity: {{storage: 1Gi}}
-  accessModes: [ReadWriteMany]
-  persistentVolumeReclaimPolicy: Retain
-  hostPath: {{path: {base / "volume"}, type: Directory}}
-  claimRef: {{namespace: {namespace}, name: models}}
----
-apiVersion: v1
-kind: PersistentVolumeClaim
-metadata: {{name: models, namespace: {namespace}}}
-spec:
-  accessModes: [ReadWriteMany]
-  storageClassName: ""
-  volumeName: {namespace}-models
-  resources: {{requests: {{storage: 1Gi}}}}
-""")  # fmt: skip
+    admin.kubectl("apply", "-f", "-", input=volume.claim(namespace))
     spec = {
         "image": node_image("tfserving-double"),
         "imagePullPolicy": "Never",
@@ -159,7 +134,7 @@ spec:
     finally:
         admin.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
         admin.kubectl("delete", "pv", f"{namespace}-models", "--wait=false", check=False)
-        shutil.rmtree(base, ignore_errors=True)
+        volume.remove()
 
 
 def test_python_api_answers_as_keras_by_version_and_label(served: Served, cluster: LocalCluster):

@@ -36,6 +36,7 @@ sys.path[:0] = [str(ROOT / "tools" / "controlplane"), str(ROOT / "tools" / "imag
 
 import images  # noqa: E402
 from localcluster import LocalCluster, build_binaries  # noqa: E402
+from modelvolume import hostpath_claim  # noqa: E402
 
 NAMESPACE = "servedmodel-demo"
 OPERATOR_NAMESPACE = "servedmodel-system"
@@ -166,29 +167,7 @@ class Demo:
                 }
             ),
         )
-        self.kubectl(
-            "apply",
-            "-f",
-            "-",
-            input=f"""apiVersion: v1
-kind: PersistentVolume
-metadata: {{name: servedmodel-demo-models}}
-spec:
-  capacity: {{storage: 1Gi}}
-  accessModes: [ReadWriteMany]
-  hostPath: {{path: {models}}}
-  claimRef: {{namespace: {NAMESPACE}, name: models}}
----
-apiVersion: v1
-kind: PersistentVolumeClaim
-metadata: {{name: models, namespace: {NAMESPACE}}}
-spec:
-  accessModes: [ReadWriteMany]
-  storageClassName: ""
-  volumeName: servedmodel-demo-models
-  resources: {{requests: {{storage: 1Gi}}}}
-""",
-        )
+        self.kubectl("apply", "-f", "-", input=hostpath_claim(NAMESPACE, models))
         return models
 
     def train(self, target: Path, scale: float) -> list[list[float]]:

@@ -16,9 +16,7 @@ Namespaces enforce Pod Security `restricted`. Nothing skips: a part that cannot 
 
 from __future__ import annotations
 
-import shutil
 import sys
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,8 +27,9 @@ import pytest
 from chartrights import chart_rules, grant_chart_rights
 from kubehelpers import Kube, OperatorProcess
 from localcluster import OPERATOR_USER, LocalCluster
+from modelvolume import ModelVolume
 from realnode import RealNode
-from servinghelpers import EXPORTER_UID, LAPTOP_NAMESPACE, NAMESPACE, ModelVolume, start_operator
+from servinghelpers import EXPORTER_UID, LAPTOP_NAMESPACE, NAMESPACE, start_operator
 
 ROOT = Path(__file__).resolve().parents[3]
 CRD = ROOT / "crds" / "servedmodel.io_servedmodels.yaml"
@@ -117,31 +116,22 @@ def _keras_model(variant: str) -> Any:
 def volume() -> Iterator[ModelVolume]:
     """The model volume's host folder (world-traversable, as the pods' users need), the Keras sources
     under sources/, and a library of versions published once by the exporter."""
-    base = Path(f"/srv/servedmodel-serving-{uuid.uuid4().hex[:8]}")
-    root, library = base / "volume", base / "library"
-    root.mkdir(parents=True)
-    library.mkdir()
-    for path in (base, root):
-        path.chmod(0o755)
+    vol = ModelVolume.create(prefix="servedmodel-serving-")
     try:
-        yield ModelVolume(root, library)
+        yield vol
     finally:
-        shutil.rmtree(base, ignore_errors=True)
+        vol.remove()
 
 
 @pytest.fixture(scope="package")
 def keras_models(volume: ModelVolume) -> KerasModels:
-    from servedmodel_exporter.cli import main as export
-
     sources = volume.folder("sources")
     models, files = {}, {}
     for variant in ("a", "b"):
         models[variant] = _keras_model(variant)
         files[variant] = sources / f"{variant}.keras"
         models[variant].save(files[variant])
-        code = export(["publish", str(files[variant]), "--base-path", str(volume.library),
-                       "--model", variant, "--version", "1", "--quiet"])  # fmt: skip
-        assert code == 0, f"the exporter failed to publish model {variant}"
+        volume.publish(files[variant], variant, 1, into=volume.library)
     (sources / "broken.keras").write_bytes(b"this is not a Keras file\n")
     return KerasModels(models, files)
 
@@ -161,26 +151,7 @@ def _namespace(kube: Kube, name: str, volume: ModelVolume) -> None:
             },
         }
     )
-    kube.apply(f"""
-apiVersion: v1
-kind: PersistentVolume
-metadata: {{name: {name}-models}}
-spec:
-  capacity: {{storage: 1Gi}}
-  accessModes: [ReadWriteMany]
-  persistentVolumeReclaimPolicy: Retain
-  hostPath: {{path: {volume.root}, type: Directory}}
-  claimRef: {{namespace: {name}, name: models}}
----
-apiVersion: v1
-kind: PersistentVolumeClaim
-metadata: {{name: models, namespace: {name}}}
-spec:
-  accessModes: [ReadWriteMany]
-  storageClassName: ""
-  volumeName: {name}-models
-  resources: {{requests: {{storage: 1Gi}}}}
-""")
+    kube.apply(volume.claim(name))
 
 
 @pytest.fixture(scope="package")

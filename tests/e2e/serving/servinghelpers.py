@@ -4,14 +4,11 @@ kubelet and the operator report, and clients run in the node's network namespace
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
 import tempfile
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -186,40 +183,6 @@ class TrafficLoop:
             self.stop_file.touch()
             self.proc.kill()
             self.proc.wait()
-
-
-@dataclass
-class ModelVolume:
-    """The host folder behind the hostPath PersistentVolume the ServedModels mount, and a library of
-    versions the exporter published once per session (copied in with a rename, as the exporter publishes)."""
-
-    root: Path
-    library: Path
-
-    def folder(self, model: str, owner: int | None = None) -> Path:
-        path = self.root / model
-        path.mkdir(parents=True, exist_ok=True)
-        if owner is not None:
-            os.chown(path, owner, owner)
-        return path
-
-    def publish_copy(self, model: str, variant: str, version: int) -> Path:
-        """Put the exported `variant` (a or b) at <model>/<version>/ atomically: a copy under a hidden
-        name, then a rename (TF Serving never sees a half-written version)."""
-        folder = self.folder(model)
-        staging = folder / f".staging-{uuid.uuid4().hex[:8]}"
-        shutil.copytree(self.library / variant / "1", staging)
-        target = folder / str(version)
-        os.rename(staging, target)
-        return target
-
-    def entries(self, model: str) -> list[str]:
-        """Every name in the model folder (versions, the exporter's lock file, anything left behind)."""
-        folder = self.root / model
-        return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
-
-    def version_folders(self, model: str) -> list[str]:
-        return sorted((name for name in self.entries(model) if name.isdigit()), key=int)
 
 
 def start_operator(

@@ -9,11 +9,8 @@ exit code, and a changed export of a source already published reports that versi
 from __future__ import annotations
 
 import os
-import shutil
 import stat
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -22,7 +19,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from exportjobs import export_record, job_pods, wait_export  # noqa: E402
 from kubehelpers import condition, eventually, servedmodel  # noqa: E402
+from modelvolume import ModelVolume  # noqa: E402
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -30,71 +29,47 @@ EXPORTER_UID = 10001  # the exporter image's user (constants.EXPORTER_USER)
 
 
 @pytest.fixture
-def volume() -> Iterator[Path]:
+def volume() -> Iterator[ModelVolume]:
     """A host folder for a hostPath volume, outside pytest's private 0700 folders, owned by the exporter's
     user (hostPath volumes get no fsGroup ownership change)."""
-    top = Path(tempfile.mkdtemp(prefix="servedmodel-volume-", dir="/tmp"))
-    os.chmod(top, 0o755)
-    os.chown(top, EXPORTER_UID, EXPORTER_UID)
+    vol = ModelVolume.create(parent="/tmp", owner=EXPORTER_UID)
     try:
-        yield top
+        yield vol
     finally:
-        shutil.rmtree(top, ignore_errors=True)
-
-
-def _claim(namespace: str, path: Path) -> str:
-    return f"""
-apiVersion: v1
-kind: PersistentVolume
-metadata: {{name: {namespace}-models}}
-spec:
-  capacity: {{storage: 1Gi}}
-  accessModes: [ReadWriteMany]
-  persistentVolumeReclaimPolicy: Retain
-  hostPath: {{path: {path}, type: Directory}}
-  claimRef: {{namespace: {namespace}, name: models}}
----
-apiVersion: v1
-kind: PersistentVolumeClaim
-metadata: {{name: models, namespace: {namespace}}}
-spec:
-  accessModes: [ReadWriteMany]
-  storageClassName: ""
-  volumeName: {namespace}-models
-  resources: {{requests: {{storage: 1Gi}}}}
-"""
+        vol.remove()
 
 
 def _export_record(kube, namespace, job_name, timeout=300):
-    def done():
-        record = (kube.get("servedmodel", "iris", namespace).get("status") or {}).get("export") or {}
-        return (
-            record
-            if record.get("jobName") == job_name and record.get("phase") in ("Succeeded", "Failed")
-            else None
-        )
-
-    return eventually(done, timeout=timeout, interval=1, what=f"export {job_name} finished")
+    done = wait_export(
+        kube,
+        namespace,
+        "iris",
+        lambda r: r.get("jobName") == job_name and r.get("phase") in ("Succeeded", "Failed"),
+        f"export {job_name} finished",
+        timeout=timeout,
+        interval=1,
+    )
+    return done["status"]["export"]
 
 
 def _current_job(kube, namespace, previous=()):
     def new():
-        record = (kube.get("servedmodel", "iris", namespace).get("status") or {}).get("export") or {}
-        return record.get("jobName") if record.get("jobName") not in (None, *previous) else None
+        job = export_record(kube, namespace, "iris").get("jobName")
+        return job if job not in (None, *previous) else None
 
     return eventually(new, timeout=60, what="the export Job of the new spec")
 
 
 def test_export_job_on_the_real_node(kube, operator, namespace, real_node, node_image, volume):
     image = node_image("exporter")
-    incoming = volume / "incoming"
+    incoming = volume.root / "incoming"
     incoming.mkdir(mode=0o755)
     model = keras.Sequential([keras.Input((4,), name="features"), keras.layers.Dense(3)])
     model.save(incoming / "iris.keras")
     (incoming / "bad.keras").write_bytes(b"PK\x03\x04 not really a zip" * 8)
     for path in incoming.iterdir():
         path.chmod(0o644)
-    kube.apply(_claim(namespace, volume))
+    kube.apply(volume.claim(namespace))
 
     def apply(export):
         kube.apply(
@@ -114,7 +89,7 @@ def test_export_job_on_the_real_node(kube, operator, namespace, real_node, node_
     assert record["phase"] == "Succeeded", record
     assert record["version"] == 1 and record["message"] == "published version 1"
     assert record["tensorflowVersion"] == tf.__version__
-    version = volume / "iris" / "1"
+    version = volume.root / "iris" / "1"
     assert (version / "saved_model.pb").is_file()
     for path in [version, *version.rglob("*")]:
         mode = stat.S_IMODE(path.stat().st_mode)
@@ -131,7 +106,7 @@ def test_export_job_on_the_real_node(kube, operator, namespace, real_node, node_
     assert "/volume/incoming/bad.keras is not a valid .keras archive" in record["message"], record
     job = kube.get("job", second, namespace)
     assert condition(job, "Failed")["reason"] == "PodFailurePolicy"
-    assert len(kube.list("pods", namespace, f"batch.kubernetes.io/job-name={second}")) == 1
+    assert len(job_pods(kube, namespace, second)) == 1
 
     # 3. The first source again, under a changed spec (a new Job): reported as version 1, not copied.
     apply({"source": {"path": "incoming/iris.keras"}, "keepVersions": 5})
@@ -139,4 +114,4 @@ def test_export_job_on_the_real_node(kube, operator, namespace, real_node, node_
     record = _export_record(kube, namespace, third)
     assert record["phase"] == "Succeeded" and record["version"] == 1, record
     assert record["message"] == "version 1 was already published from this source (same sha256): nothing new"
-    assert sorted(p.name for p in (volume / "iris").iterdir() if not p.name.startswith(".")) == ["1"]
+    assert [name for name in volume.entries("iris") if not name.startswith(".")] == ["1"]

@@ -2,36 +2,17 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from kubehelpers import condition, eventually, servedmodel
+from modelvolume import hostpath_claim
 
 pytestmark = pytest.mark.integration
 
 
 def _claim(namespace: str, modes: list[str]) -> str:
     """A volume and a claim bound to it, with these access modes."""
-    return f"""
-apiVersion: v1
-kind: PersistentVolume
-metadata: {{name: {namespace}-models}}
-spec:
-  capacity: {{storage: 1Gi}}
-  accessModes: {json.dumps(modes)}
-  persistentVolumeReclaimPolicy: Delete
-  hostPath: {{path: /srv/models/{namespace}/models}}
-  claimRef: {{namespace: {namespace}, name: models}}
----
-apiVersion: v1
-kind: PersistentVolumeClaim
-metadata: {{name: models, namespace: {namespace}}}
-spec:
-  accessModes: {json.dumps(modes)}
-  storageClassName: ""
-  volumeName: {namespace}-models
-  resources: {{requests: {{storage: 1Gi}}}}
-"""
+    path = f"/srv/models/{namespace}/models"
+    return hostpath_claim(namespace, path, reclaim="Delete", path_type=None, access_modes=modes)
 
 
 def test_read_write_once_claim_with_several_replicas_is_reported(kube, operator, namespace):
