@@ -46,34 +46,64 @@ def next_delay(delay: float) -> float:
     return min(delay * 2, MAX_DELAY)
 
 
+class Absence:
+    """One wait for a missing CRD: says once, plainly, that it is missing (later only at debug level), and
+    how long to wait before asking again (growing from FIRST_DELAY to MAX_DELAY)."""
+
+    def __init__(self, resource: Any, how: str, until: str) -> None:
+        self.resource, self.how, self.until = resource, how, until
+        self.delay, self.told = 0.0, False
+
+    def _next(self) -> float:
+        self.delay = next_delay(self.delay) if self.delay else FIRST_DELAY
+        return self.delay
+
+    def missing(self) -> float:
+        delay = self._next()
+        if not self.told:
+            log.error(
+                "%s is not installed (%s %s): waiting for it %s, asking again every %.0f to %.0f seconds",
+                describe(self.resource),
+                self.how,
+                api_path(self.resource),
+                self.until,
+                FIRST_DELAY,
+                MAX_DELAY,
+            )
+            self.told = True
+        else:
+            log.debug("%s is still not installed; next try in %.0fs", describe(self.resource), delay)
+        return delay
+
+    def unanswered(self, exc: Exception) -> float:
+        delay = self._next()
+        log.warning(
+            "could not ask whether %s is installed: %s; next try in %.0fs",
+            describe(self.resource),
+            exc,
+            delay,
+        )
+        return delay
+
+    def found(self, news: str) -> None:
+        if self.told:
+            log.info("%s is installed%s", describe(self.resource), news)
+        self.delay, self.told = 0.0, False
+
+
 def wrap(original: Any, sleep: Any = asyncio.sleep) -> Any:
     async def continuous_watch(**kwargs: Any) -> AsyncIterator[Any]:
-        resource = kwargs.get("resource")
         pause_waiter = kwargs.get("operator_pause_waiter")
-        delay = 0.0  # 0: the CRD was there at the last request
+        absence = Absence(kwargs.get("resource"), "the API server answers 404 for", "to come back")
         while True:
             try:
                 async for item in original(**kwargs):
-                    if delay:
-                        log.info("%s is installed again: resuming its watch", describe(resource))
-                        delay = 0.0
+                    if absence.told:
+                        absence.found(" again: resuming its watch")
                     yield item
                 return
             except errors.APINotFoundError:
-                if not delay:
-                    log.error(
-                        "%s is not installed (the API server answers 404 for %s): waiting for it to come "
-                        "back, asking again every %.0f to %.0f seconds",
-                        describe(resource),
-                        api_path(resource),
-                        FIRST_DELAY,
-                        MAX_DELAY,
-                    )
-                    delay = FIRST_DELAY
-                else:
-                    log.debug("%s is still not installed; next try in %.0fs", describe(resource), delay)
-                await sleep(delay)
-                delay = next_delay(delay)
+                await sleep(absence.missing())
                 if pause_waiter is not None and pause_waiter.done():
                     return  # paused meanwhile (e.g. leadership lost): kopf restarts the stream when unpaused
 
@@ -85,31 +115,16 @@ async def wait_until_served(
 ) -> None:
     """Return once `serves()` (API discovery: blocking, so run in a thread) says the resource is there; a
     failed question (API server not reachable yet) is logged and asked again."""
-    delay, told = FIRST_DELAY, False
+    absence = Absence(resource, "API discovery has no", "before starting")
     while True:
         try:
             if await asyncio.to_thread(serves):
                 break
-            if not told:
-                log.error(
-                    "%s is not installed (API discovery has no %s): waiting for it before starting, asking "
-                    "again every %.0f to %.0f seconds",
-                    describe(resource),
-                    api_path(resource),
-                    FIRST_DELAY,
-                    MAX_DELAY,
-                )
-                told = True
-            else:
-                log.debug("%s is still not installed; next try in %.0fs", describe(resource), delay)
+            delay = absence.missing()
         except Exception as exc:  # noqa: BLE001 (any failure to ask is asked again)
-            log.warning(
-                "could not ask whether %s is installed: %s; next try in %.0fs", describe(resource), exc, delay
-            )
+            delay = absence.unanswered(exc)
         await sleep(delay)
-        delay = next_delay(delay)
-    if told:
-        log.info("%s is installed: starting", describe(resource))
+    absence.found(": starting")
 
 
 def install() -> None:
