@@ -48,6 +48,16 @@ def chart_rules(values: Sequence[str] = ()) -> list[dict[str, Any]]:
     return rules
 
 
+def chart_rules_watching_namespaces() -> list[dict[str, Any]]:
+    """The chart's cluster-wide rules plus the one its ClusterRole adds when given namespaces to watch (kopf
+    then lists and watches namespaces): what an operator run with `--namespace` patterns needs."""
+    watching = [d for d in _rbac_objects(("--set", "watchNamespaces={probe}")) if d["kind"] == "ClusterRole"]
+    assert len(watching) == 1, "expected one ClusterRole in the chart's rbac.yaml"
+    extra = [r for r in watching[0]["rules"] if "namespaces" in r.get("resources", [])]
+    assert extra, "the chart adds no rule on namespaces when given namespaces to watch"
+    return [*chart_rules(), *extra]
+
+
 def leader_election_rules(lease_name: str) -> list[dict[str, Any]]:
     """The rules of the chart's leader-election Role (in the release namespace), for a Lease of that name."""
     values = ("--set", f"leaderElection.leaseName={lease_name}")

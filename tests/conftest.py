@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from chartrights import grant_chart_rights, rbac_denials
+from chartrights import chart_rules_watching_namespaces, grant_chart_rights, rbac_denials
 from kubehelpers import Kube, OperatorProcess
 from localcluster import OPERATOR_USER, LocalCluster
 from modelfleet import ModelServerFleet
@@ -21,6 +21,10 @@ from realnode import RealNode
 
 ROOT = Path(__file__).resolve().parents[1]
 CRD = ROOT / "crds" / "servedmodel.io_servedmodels.yaml"
+# The session operator watches only namespaces named so (the `namespace` fixture's): a test that runs an
+# operator of its own on the session cluster (the operator image, Helm, dist/install.yaml, RBAC tests) does so
+# in namespaces named otherwise, where no other operator acts.
+SESSION_NAMESPACES = "t-"
 
 
 @pytest.fixture(scope="session")
@@ -113,9 +117,11 @@ def crd(kube: Kube) -> None:
 
 @pytest.fixture(scope="session")
 def operator_rbac(kube: Kube) -> None:
-    """The operator's identity gets exactly the rules of the Helm chart's ClusterRole (rendered by helm),
-    so every path the integration tests take is also a proof of the chart's least privilege."""
-    grant_chart_rights(kube.kubectl, OPERATOR_USER, "servedmodel-operator-test")
+    """The operator's identity gets exactly the rules of the Helm chart's ClusterRole (rendered by helm, with
+    the rule it adds for watched namespaces), so every path the integration tests take is also a proof of
+    the chart's least privilege."""
+    rules = chart_rules_watching_namespaces()
+    grant_chart_rights(kube.kubectl, OPERATOR_USER, "servedmodel-operator-test", rules)
 
 
 @pytest.fixture(scope="session")
@@ -141,7 +147,7 @@ def operator(
     op = OperatorProcess(
         cluster.operator_kubeconfig,
         log_path,
-        ["--verbose"],
+        ["--verbose", f"--namespace={SESSION_NAMESPACES}*"],
         {"SERVEDMODEL_RESYNC_SECONDS": "4", "SERVEDMODEL_MODEL_SERVER_URL": model_servers.url_template},
     )
     try:
@@ -159,7 +165,8 @@ def operator(
 
 @pytest.fixture
 def namespace(kube: Kube) -> Iterator[str]:
-    name = f"t-{uuid.uuid4().hex[:8]}"
+    """A namespace the session operator watches, deleted after the test."""
+    name = f"{SESSION_NAMESPACES}{uuid.uuid4().hex[:8]}"
     kube.kubectl("create", "namespace", name)
     yield name
     kube.kubectl("delete", "namespace", name, "--wait=false", check=False)

@@ -81,7 +81,7 @@ def served(
     admin: UserTools, cluster: LocalCluster, real_node: RealNode, node_image, operator, tmp_path_factory
 ) -> Iterator[Served]:
     work = tmp_path_factory.mktemp("client")
-    namespace = f"sm-client-{uuid.uuid4().hex[:6]}"
+    namespace = f"t-client-{uuid.uuid4().hex[:6]}"  # the session operator watches t-*
     volume = ModelVolume.create(prefix="servedmodel-client-")
     keras_answers = {}
     for version, variant in ((1, "a"), (2, "b")):

@@ -12,6 +12,8 @@ import json
 import shutil
 import time
 import urllib.request
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,16 @@ from ocirun import Mount, OciContainer
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 CONF = "/etc/servedmodel"
+
+
+@pytest.fixture
+def namespace(kube: Kube) -> Iterator[str]:
+    """A namespace outside the session operator's (t-*): the container's operator is the only one acting
+    there, so its writes are its own and not a race with another operator."""
+    name = f"img-{uuid.uuid4().hex[:8]}"
+    kube.kubectl("create", "namespace", name)
+    yield name
+    kube.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
 def _identity(kube: Kube, namespace: str) -> tuple[str, str]:
