@@ -99,8 +99,13 @@ def test_finished_export_jobs_do_not_pile_up(kube, operator, namespace):
     names, created = [], {}
     for i in range(5):
         kube.apply(servedmodel("iris", namespace, export={"source": {"path": f"incoming/iris-{i}.keras"}}))
+        # This export's own Job: the status read first may still be the last export's, Succeeded too.
         sm = wait_export(
-            kube, namespace, "iris", lambda r: r.get("phase") == "Succeeded", f"export {i} Succeeded"
+            kube,
+            namespace,
+            "iris",
+            lambda r: r.get("phase") == "Succeeded" and r.get("jobName") not in names,
+            f"export {i} Succeeded",
         )
         names.append(sm["status"]["export"]["jobName"])
         created[names[-1]] = kube.get("job", names[-1], namespace)["metadata"]["creationTimestamp"]
