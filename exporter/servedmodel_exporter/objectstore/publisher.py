@@ -196,7 +196,10 @@ class S3Publisher:
                 Body=claim.to_json(),
                 ContentType="application/json",
             )
-            return True
+            # A second line of defence for this best-effort path: should another publisher have held the
+            # lock too, the last claim written wins, and each reads back whose it is.
+            time.sleep(_ModelLock.SETTLE_SECONDS)
+            return self._read_claim(claim.version).get("owner") == claim.owner
 
     def claim(self, version: int | None, source_sha256: str) -> Claim:
         """Take ``version`` (None: one more than every number in use); 412 means another publisher has it."""
