@@ -9,6 +9,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -95,6 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _configure_logging(args.quiet)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    previous = _terminate_cleanly()
     try:
         return args.command(args)
     except ExporterError as exc:
@@ -102,6 +104,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+    except _Terminated:
+        print(f"{PROG}: terminated (SIGTERM); nothing half-published was left behind", file=sys.stderr)
+        return 128 + signal.SIGTERM
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class _Terminated(BaseException):
+    """SIGTERM (a deleted Job's pod, `kill`): unwinds like Ctrl-C, so the cleanups on the way out run
+    (the staging folder removed; in S3 this run's objects and claim removed)."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise _Terminated()
+
+
+def _terminate_cleanly():
+    """Turn SIGTERM into ``_Terminated`` for this run; returns the previous handler (None: not changed,
+    e.g. when called outside the main thread)."""
+    try:
+        return signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:
+        return None
 
 
 def _location(args: argparse.Namespace, where: str | None):

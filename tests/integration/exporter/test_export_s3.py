@@ -175,6 +175,30 @@ def test_killed_upload_is_never_committed_and_gc_removes_it(
     assert "p/m/2.commit.json" in keys and "p/m/2/saved_model.pb" in keys
 
 
+def test_terminated_upload_removes_its_objects_and_claim(
+    object_store, bucket: str, s3_env: dict, variants: list[Path], start_cli: Callable
+) -> None:
+    """SIGTERM (a deleted Job's pod) mid-upload: the run removes what it wrote and frees the number."""
+    process = start_cli(
+        "publish",
+        variants[0],
+        "--to",
+        f"s3://{bucket}",
+        "--model",
+        "m",
+        "--json",
+        pause_at=UPLOADING,
+        env=s3_env,
+    )
+    _wait_paused(process, UPLOADING)
+    assert _keys(object_store.client(), bucket, "m/1/"), "the first object was uploaded before the signal"
+    process.send_signal(signal.SIGTERM)
+    code, _, err = _finish(process)
+    assert code == 128 + signal.SIGTERM, err
+    assert "terminated (SIGTERM)" in err and "removed the partial upload of version 1" in err
+    assert _keys(object_store.client(), bucket) == []
+
+
 def test_concurrent_auto_publishers_race_for_one_number_and_get_two(
     object_store, bucket: str, s3_env: dict, variants: list[Path], start_cli: Callable
 ) -> None:
