@@ -1,18 +1,19 @@
 """Describe a SavedModel's signatures from ``saved_model.pb`` alone, like ``saved_model_cli show --all``.
 
 Reading the protobuf instead of loading the model keeps ``list``/``inspect`` cheap and side-effect free.
+The protobuf classes come from TensorFlow's package, imported only to read a ``saved_model.pb``: rendering
+what a manifest or an S3 commit marker already records needs no TensorFlow.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
-from google.protobuf.message import DecodeError
-from tensorflow.core.framework import types_pb2
-from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
+from typing import TYPE_CHECKING, Any
 
 from .errors import VerificationError
+
+if TYPE_CHECKING:
+    from tensorflow.core.protobuf import meta_graph_pb2
 
 SERVE_TAG = "serve"
 _INTERNAL_SIGNATURES = ("__saved_model_init_op",)
@@ -57,6 +58,9 @@ def render(signatures: dict[str, Any]) -> str:
 
 
 def _serving_meta_graph(saved_model_dir: Path) -> meta_graph_pb2.MetaGraphDef:
+    from google.protobuf.message import DecodeError
+    from tensorflow.core.protobuf import saved_model_pb2
+
     pb_path = saved_model_dir / "saved_model.pb"
     saved_model = saved_model_pb2.SavedModel()
     try:
@@ -72,6 +76,8 @@ def _serving_meta_graph(saved_model_dir: Path) -> meta_graph_pb2.MetaGraphDef:
 
 
 def _tensors(infos: Any) -> dict[str, dict[str, Any]]:
+    from tensorflow.core.framework import types_pb2
+
     return {
         key: {
             "dtype": types_pb2.DataType.Name(info.dtype),
