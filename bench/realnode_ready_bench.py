@@ -27,7 +27,7 @@ for extra in ("tests", "tests/e2e/serving", "tools/images", "tools/controlplane"
 from chartrights import chart_rules, grant_chart_rights  # noqa: E402
 from kubehelpers import Kube  # noqa: E402
 from localcluster import OPERATOR_USER, LocalCluster  # noqa: E402
-from modelvolume import hostpath_claim  # noqa: E402
+from modelvolume import ModelVolume  # noqa: E402
 from servinghelpers import servedmodel, start_operator, wait_ready  # noqa: E402
 
 NAMESPACE = "bench"
@@ -45,16 +45,14 @@ def main() -> int:
     import images
     import keras
     import numpy as np
-    from servedmodel_exporter.cli import main as export
 
     work = Path(tempfile.mkdtemp(prefix="ready-bench-"))
-    volume = Path(tempfile.mkdtemp(prefix="ready-bench-volume-", dir="/srv"))
-    volume.chmod(0o755)
+    volume = ModelVolume.create(prefix="ready-bench-volume-")
     model = keras.Sequential([keras.Input((4,), name="features"), keras.layers.Dense(3)])
     model.build((None, 4))
     model.set_weights([np.ones((4, 3), np.float32), np.zeros(3, np.float32)])
     model.save(work / "m.keras")
-    assert export(["publish", str(work / "m.keras"), "--base-path", str(volume), "--model", "m", "-q"]) == 0
+    volume.publish(work / "m.keras", "m")
 
     cluster = LocalCluster(workdir=work / "cluster", with_kwok=False, with_real_node=True).start()
     operator = None
@@ -71,7 +69,7 @@ def main() -> int:
         rule = {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]}
         grant_chart_rights(cluster.kubectl, OPERATOR_USER, "bench", [*chart_rules(), rule])
         kube.kubectl("create", "namespace", NAMESPACE)
-        kube.apply(hostpath_claim(NAMESPACE, volume))
+        kube.apply(volume.claim(NAMESPACE))
         operator = start_operator(cluster, work, NAMESPACE, node)
         seconds = []
         for i in range(args.count):
@@ -101,9 +99,8 @@ def main() -> int:
         if operator is not None:
             operator.stop()
         cluster.stop()
-        import shutil
 
-        shutil.rmtree(volume, ignore_errors=True)
+        volume.remove()
     return 0
 
 

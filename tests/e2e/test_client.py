@@ -22,11 +22,11 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 from e2ehelpers import ROOT, UserTools, ensure_namespace, service_account_kubeconfig, wait_for
+from kerasmodels import fixed_model
 from localcluster import LocalCluster
 from modelvolume import ModelVolume
 from realnode import RealNode
@@ -34,20 +34,6 @@ from realnode import RealNode
 SAMPLES = [[1.0, 2.0, 3.0, 4.0], [0.5, -1.0, 0.0, 2.0], [-3.0, 1.5, 2.5, -0.5]]
 MODEL = "clientdemo"
 TOLERANCE = {"rtol": 1e-5, "atol": 1e-5}
-
-
-def keras_model(variant: str) -> Any:
-    """A small Keras model with fixed weights: version 1 is variant 'a', version 2 variant 'b'."""
-    import keras
-
-    inputs = keras.Input(shape=(4,), name="features")
-    model = keras.Model(inputs, keras.layers.Dense(3, name="scores")(inputs))
-    kernel = np.arange(12, dtype=np.float32).reshape(4, 3) / 10
-    bias = np.array([0.1, -0.2, 0.3], dtype=np.float32)
-    if variant == "b":
-        kernel, bias = 1 - kernel, -bias
-    model.get_layer("scores").set_weights([kernel, bias])
-    return model
 
 
 @dataclass
@@ -85,7 +71,7 @@ def served(
     volume = ModelVolume.create(prefix="servedmodel-client-")
     keras_answers = {}
     for version, variant in ((1, "a"), (2, "b")):
-        model = keras_model(variant)
+        model = fixed_model(variant)
         keras_answers[version] = np.asarray(model(np.asarray(SAMPLES, dtype=np.float32)))
         source = work / f"{variant}.keras"
         model.save(source)

@@ -91,16 +91,21 @@ class ModelVolume:
             os.chown(path, owner, owner)
         return path
 
-    def publish(self, source: Path, model: str, version: int, into: Path | None = None) -> Path:
-        """Publish the Keras file or SavedModel `source` as `<model>/<version>/` with the exporter, from the
-        host (into `root`, or `into`: e.g. the library)."""
+    def publish(self, source: Path, model: str, version: int | None = None, into: Path | None = None) -> Path:
+        """Publish the Keras file or SavedModel `source` as `<model>/<version>/` (the next free version if
+        None) with the exporter, from the host, as a user would from a machine that mounts the volume
+        (into `root`, or `into`: e.g. the library). Returns the version's folder."""
         from servedmodel_exporter.cli import main as export
 
         base = into or self.root
-        code = export(["publish", str(source), "--base-path", str(base), "--model", model,
-                       "--version", str(version), "--quiet"])  # fmt: skip
+        pinned = ["--version", str(version)] if version is not None else []
+        code = export(
+            ["publish", str(source), "--base-path", str(base), "--model", model, *pinned, "--quiet"]
+        )
         if code != 0:
             raise RuntimeError(f"the exporter failed to publish {source} as {model}/{version} (exit {code})")
+        if version is None:
+            version = max(int(p.name) for p in (base / model).iterdir() if p.name.isdigit())
         return base / model / str(version)
 
     def publish_copy(self, model: str, variant: str, version: int) -> Path:

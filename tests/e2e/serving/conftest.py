@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pytest
 from chartrights import chart_rules, grant_chart_rights
+from kerasmodels import fixed_model
 from kubehelpers import Kube, OperatorProcess
 from localcluster import OPERATOR_USER, LocalCluster
 from modelvolume import ModelVolume
@@ -98,20 +99,6 @@ class KerasModels:
         return np.asarray(self.models[variant](np.asarray(inputs, dtype=np.float32)), dtype=np.float64)
 
 
-def _keras_model(variant: str) -> Any:
-    import keras
-
-    inputs = keras.Input(shape=(4,), name="features")
-    outputs = keras.layers.Dense(3, name="scores")(inputs)
-    model = keras.Model(inputs, outputs)
-    kernel = np.arange(12, dtype=np.float32).reshape(4, 3) / 10
-    bias = np.array([0.1, -0.2, 0.3], dtype=np.float32)
-    if variant == "b":
-        kernel, bias = 1 - kernel, -bias
-    model.get_layer("scores").set_weights([kernel, bias])
-    return model
-
-
 @pytest.fixture(scope="package")
 def volume() -> Iterator[ModelVolume]:
     """The model volume's host folder (world-traversable, as the pods' users need), the Keras sources
@@ -128,7 +115,7 @@ def keras_models(volume: ModelVolume) -> KerasModels:
     sources = volume.folder("sources")
     models, files = {}, {}
     for variant in ("a", "b"):
-        models[variant] = _keras_model(variant)
+        models[variant] = fixed_model(variant)
         files[variant] = sources / f"{variant}.keras"
         models[variant].save(files[variant])
         volume.publish(files[variant], variant, 1, into=volume.library)

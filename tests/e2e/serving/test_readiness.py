@@ -13,7 +13,6 @@ from servinghelpers import NAMESPACE, get_sm, pod_ready, pods, servedmodel, vers
 def test_no_version_means_unready_pods_and_publishing_one_makes_them_ready(
     skube, node, stand_in, serving_operator, keras_models, volume, cleanup
 ):
-    from servedmodel_exporter.cli import main as export
 
     name = "ready"
     volume.folder(name)  # the model folder exists, with no version in it
@@ -55,9 +54,7 @@ def test_no_version_means_unready_pods_and_publishing_one_makes_them_ready(
 
     # Publish version 1 with the exporter (as a user would, from a machine that mounts the volume).
     published = time.monotonic()
-    code = export(["publish", str(keras_models.files["a"]), "--base-path", str(volume.root),
-                   "--model", name, "--quiet"])  # fmt: skip
-    assert code == 0
+    assert volume.publish(keras_models.files["a"], name) == volume.root / name / "1"
     assert volume.version_folders(name) == ["1"]
 
     sm = wait_ready(skube, NAMESPACE, name, timeout=120)
