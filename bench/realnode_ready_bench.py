@@ -31,7 +31,6 @@ from modelvolume import ModelVolume  # noqa: E402
 from servinghelpers import servedmodel, start_operator, wait_ready  # noqa: E402
 
 NAMESPACE = "bench"
-CRD = ROOT / "crds" / "servedmodel.io_servedmodels.yaml"
 
 
 def main() -> int:
@@ -64,8 +63,7 @@ def main() -> int:
         started = time.monotonic()
         node.import_image(built.archive, built.ref)
         print(f"image import: {time.monotonic() - started:.1f}s", file=sys.stderr)
-        cluster.kubectl("apply", "--server-side", "-f", str(CRD))
-        kube.wait_established("servedmodels.servedmodel.io")
+        kube.install_servedmodel_crd()
         rule = {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]}
         grant_chart_rights(cluster.kubectl, OPERATOR_USER, "bench", [*chart_rules(), rule])
         kube.kubectl("create", "namespace", NAMESPACE)

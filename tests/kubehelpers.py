@@ -18,6 +18,8 @@ from localcluster import LocalCluster, free_port
 from modelvolume import hostpath_claim
 
 ROOT = Path(__file__).resolve().parents[1]
+SERVEDMODEL_CRD = ROOT / "crds" / "servedmodel.io_servedmodels.yaml"
+SERVEDMODEL_CRD_NAME = "servedmodels.servedmodel.io"
 
 T = TypeVar("T")
 
@@ -54,6 +56,11 @@ class Kube:
     def try_apply(self, manifest: str | dict[str, Any]):
         text = manifest if isinstance(manifest, str) else yaml.safe_dump(manifest)
         return self.kubectl("apply", "-f", "-", input=text, check=False)
+
+    def install_servedmodel_crd(self) -> None:
+        """Apply the ServedModel CRD from crds/ (server-side, as the docs say) and wait until it is served."""
+        self.kubectl("apply", "--server-side", "-f", str(SERVEDMODEL_CRD))
+        self.wait_established(SERVEDMODEL_CRD_NAME)
 
     def wait_established(self, crd_name: str, timeout: float = 60) -> None:
         """`kubectl wait` fails outright while a new CRD has no conditions yet, so poll the condition."""

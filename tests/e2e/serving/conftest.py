@@ -33,7 +33,6 @@ from realnode import RealNode
 from servinghelpers import EXPORTER_UID, LAPTOP_NAMESPACE, NAMESPACE, start_operator
 
 ROOT = Path(__file__).resolve().parents[3]
-CRD = ROOT / "crds" / "servedmodel.io_servedmodels.yaml"
 sys.path.insert(0, str(ROOT / "tools" / "images"))
 
 
@@ -44,8 +43,7 @@ def scluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]
     )
     cp.start()
     try:
-        cp.kubectl("apply", "--server-side", "-f", str(CRD))
-        Kube(cp).wait_established("servedmodels.servedmodel.io")
+        Kube(cp).install_servedmodel_crd()
         # The chart's rules, with the one it adds when given namespaces to watch (kopf lists and watches
         # namespaces then): the operators here each watch one namespace.
         namespaces_rule = {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]}

@@ -15,9 +15,6 @@ from kubehelpers import Kube, OperatorProcess, pvc
 from localcluster import OPERATOR_USER, LocalCluster
 from modelfleet import ModelServerFleet
 
-ROOT = Path(__file__).resolve().parents[3]
-CRD = ROOT / "crds" / "servedmodel.io_servedmodels.yaml"
-
 
 class Operator(OperatorProcess):
     """The operator with the faults suite's identity (the chart's rules); verbose unless `cmd` replaces it."""
@@ -45,8 +42,7 @@ def fcluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]
     cp = LocalCluster(workdir=tmp_path_factory.mktemp("faults-controlplane"))
     cp.start()
     try:
-        cp.kubectl("apply", "--server-side", "-f", str(CRD))
-        Kube(cp).wait_established("servedmodels.servedmodel.io")
+        Kube(cp).install_servedmodel_crd()
         grant_chart_rights(cp.kubectl, OPERATOR_USER, "faults-operator", chart_rules())
         yield cp
     finally:

@@ -7,16 +7,14 @@ is re-applied before each test ends."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 from faulthelpers import apply_many, assert_converged, servedmodel
-from kubehelpers import eventually
+from kubehelpers import SERVEDMODEL_CRD_NAME, eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-CRD = Path(__file__).resolve().parents[3] / "crds" / "servedmodel.io_servedmodels.yaml"
-CRD_NAME = "servedmodels.servedmodel.io"
+CRD_NAME = SERVEDMODEL_CRD_NAME
 WAITING = f"the ServedModel CRD {CRD_NAME} is not installed"
 RESUMED = f"the ServedModel CRD {CRD_NAME} is installed again"
 STARTING = f"the ServedModel CRD {CRD_NAME} is installed: starting"
@@ -57,8 +55,7 @@ def test_operator_waits_for_a_deleted_crd_and_resumes_when_it_returns(
         assert op.alive(), f"the operator exited while the CRD was missing:\n{op.tail()}"
         op.wait_live(timeout=10)
     finally:
-        fkube.kubectl("apply", "--server-side", "-f", str(CRD))
-        fkube.wait_established(CRD_NAME)
+        fkube.install_servedmodel_crd()
 
     eventually(says(op, RESUMED), timeout=120, interval=1, what="the operator to see the CRD again")
     apply_many(fkube, [servedmodel("after", ns)])
@@ -82,8 +79,7 @@ def test_operator_started_before_its_crd_waits_for_it(fcluster, fkube, fnamespac
         op = spawn_operator(name="crd-later")
         eventually(says(op, WAITING), timeout=60, interval=1, what="the operator to say it waits for the CRD")
     finally:
-        fkube.kubectl("apply", "--server-side", "-f", str(CRD))
-        fkube.wait_established(CRD_NAME)
+        fkube.install_servedmodel_crd()
     eventually(says(op, STARTING), timeout=60, interval=1, what="the operator to start")
     op.wait_live()
     apply_many(fkube, [servedmodel("late", ns)])
