@@ -41,7 +41,8 @@ exit codes:
   {EXIT_SOURCE}  source error (not found, HTTP 4xx, sha256 mismatch, corrupt or unreadable model)
   {EXIT_VERIFICATION}  verification failed (does not load, signature missing, parity out of tolerance)
   {EXIT_VERSION_EXISTS}  the requested version already exists with another source (versions are immutable)
-  {EXIT_PUBLISH}  publish/IO error (base path not writable, lock, rename or retention failed)
+  {EXIT_PUBLISH}  publish/IO error (base path not writable, lock, rename or retention failed; S3 endpoint
+     unreachable or an S3 error other than a missing bucket or refused credentials, which are usage errors)
   {EXIT_NO_SPACE}  no space left (model volume or temporary folder); nothing was published
   {EXIT_SOURCE_UNAVAILABLE}  download failed in a way a retry may fix (connection, timeout, HTTP 5xx/429)
 """
