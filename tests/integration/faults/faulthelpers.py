@@ -14,16 +14,6 @@ CHILD_KINDS = ("configmaps", "services", "deployments")
 MANAGED = "app.kubernetes.io/managed-by=servedmodel-operator"
 
 
-def servedmodel(name: str, namespace: str, **spec: Any) -> dict[str, Any]:
-    body = {"storage": {"persistentVolumeClaim": {"claimName": "models"}, "path": name}, **spec}
-    return {
-        "apiVersion": "servedmodel.io/v1alpha1",
-        "kind": "ServedModel",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": body,
-    }
-
-
 def apply_many(kube: Kube, docs: list[dict[str, Any]]) -> None:
     """One kubectl call for many objects (a List), as a user applying a folder would."""
     kube.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}))

@@ -7,8 +7,8 @@ The same operator process (same pid, never restarted) must see a ServedModel cre
 from __future__ import annotations
 
 import pytest
-from faulthelpers import apply_many, assert_converged, servedmodel
-from kubehelpers import eventually
+from faulthelpers import apply_many, assert_converged
+from kubehelpers import eventually, servedmodel
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

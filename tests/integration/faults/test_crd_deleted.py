@@ -9,8 +9,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from faulthelpers import apply_many, assert_converged, servedmodel
-from kubehelpers import SERVEDMODEL_CRD_NAME, eventually
+from faulthelpers import apply_many, assert_converged
+from kubehelpers import SERVEDMODEL_CRD_NAME, eventually, servedmodel
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

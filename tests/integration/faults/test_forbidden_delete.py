@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import pytest
 from chartrights import chart_rules, grant_chart_rights, without
-from faulthelpers import servedmodel
-from kubehelpers import condition, eventually
+from kubehelpers import condition, eventually, servedmodel
 from localcluster import kubeconfig_text
 
 pytestmark = pytest.mark.integration

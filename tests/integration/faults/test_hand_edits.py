@@ -8,8 +8,8 @@ import json
 import time
 
 import pytest
-from faulthelpers import apply_many, assert_converged, servedmodel
-from kubehelpers import condition, eventually
+from faulthelpers import apply_many, assert_converged
+from kubehelpers import condition, eventually, servedmodel
 from localcluster import OPERATOR_USER
 
 pytestmark = pytest.mark.integration

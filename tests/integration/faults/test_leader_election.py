@@ -18,8 +18,8 @@ import time
 import pytest
 import requests
 from chartrights import grant_namespaced, leader_election_rules
-from faulthelpers import apply_many, assert_converged, servedmodel
-from kubehelpers import eventually
+from faulthelpers import apply_many, assert_converged
+from kubehelpers import eventually, servedmodel
 from localcluster import OPERATOR_USER
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -13,8 +13,8 @@ import random
 import time
 
 import pytest
-from faulthelpers import apply_many, assert_converged, servedmodel
-from kubehelpers import eventually
+from faulthelpers import apply_many, assert_converged
+from kubehelpers import eventually, servedmodel
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
