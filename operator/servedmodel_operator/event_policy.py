@@ -22,7 +22,9 @@ class Recorder(Protocol):
 
 CREATED, UPDATED, DRIFT_CORRECTED, DELETED = "Created", "Updated", "DriftCorrected", "Deleted"
 # Ready reasons that mean "in progress": no event, the Progressing condition tells.
-QUIET_READY_REASONS = frozenset({"ReplicasNotReady", "DeploymentMissing", "AwaitingModelServer"})
+QUIET_READY_REASONS = frozenset(
+    {"ReplicasNotReady", "NoServableVersion", "DeploymentMissing", "AwaitingModelServer"}
+)
 
 
 def apply_reason(desired: dict[str, Any], live: dict[str, Any] | None) -> str:

@@ -38,6 +38,7 @@ from .object_storage import SyncState, sidecar_start_failure, sync_problem
 from .policy import Policy
 from .render import (
     PRUNABLE_KINDS,
+    SERVER_CONTAINER,
     endpoints,
     names,
     render,
@@ -229,6 +230,7 @@ class Reconciler:
                 key, sm, spec, conditions, mount, mount_why
             )
         elif spec.claim_name:
+            conditions = await self._no_servable_version(key, spec, deployment, conditions)
             conflict = access_conflict(spec, self.cache.pvc_access_modes(spec.namespace, spec.claim_name))
             if conflict is not None:
                 conditions.append(st.Condition(STORAGE_CONFLICT, True, *conflict))
@@ -422,6 +424,33 @@ class Reconciler:
             self.requeue(key, 5.0)  # a sidecar that cannot start changes no Deployment: look again
         failure = sidecar_start_failure(pods)
         return st.with_sync_state(conditions, True, failure) if failure else conditions
+
+    async def _no_servable_version(
+        self,
+        key: Key,
+        spec: ServedModelSpec,
+        deployment: dict[str, Any] | None,
+        conditions: list[st.Condition],
+    ) -> list[st.Condition]:
+        """No replica is ready: the pods are read (one LIST, only then) for servers that run but have no
+        version to serve (the model folder holds none yet), which becomes Ready's reason."""
+        ready = next(c for c in conditions if c.type == st.READY)
+        if deployment is None or ready.status or ready.reason != "ReplicasNotReady":
+            return conditions
+        counts = deployment.get("status") or {}
+        if not counts.get("replicas") or counts.get("readyReplicas"):
+            return conditions  # no pod to read, or one serves
+        selector = ",".join(f"{k}={v}" for k, v in sorted(selector_labels(spec).items()))
+        try:
+            pods = await asyncio.to_thread(self.api.list_pods, spec.namespace, selector)
+        except (ApiError, requests.RequestException) as exc:
+            log.warning("%s/%s: cannot read the model server pods: %s", key[0], key[1], exc)
+            return conditions
+        if self.requeue is not None:
+            self.requeue(key, 10.0)  # a server starting without a version changes no Deployment: look again
+        waiting = st.servers_without_a_version(pods, SERVER_CONTAINER)
+        where = f"{spec.path or '/'} on claim {spec.claim_name!r}"
+        return st.with_no_servable_version(conditions, waiting, spec.model_name, where)
 
     async def _detect_image_mount(self, namespace: str) -> tuple[str, str]:
         """How storage.image reaches pods on this cluster (model_image.py): the setting when it is not

@@ -45,6 +45,7 @@ MONITORING_FILE = "monitoring.config"
 HOT_RELOADED_KEYS = frozenset({MODEL_CONFIG_FILE})
 GPU_RESOURCE = "nvidia.com/gpu"
 PRESTOP_SLEEP_SECONDS = 5
+SERVER_CONTAINER = "tensorflow-serving"  # the model server's container in the pod
 # Kinds of children the reconciler deletes when the spec no longer renders them (an HPA after autoscaling
 # is turned off, a canary's Deployment after promotion or rollback, ...). Export Jobs are history: kept.
 PRUNABLE_KINDS = (
@@ -306,7 +307,7 @@ def render_deployment(
     """The model server Deployment; ``image_mount``: how a storage.image reaches the pod (model_image.py)."""
     pod_annotations = {**spec.pod_annotations, ANNOTATION_RESTART_CHECKSUM: restart_checksum(configmap)}
     container: dict[str, Any] = {
-        "name": "tensorflow-serving",
+        "name": SERVER_CONTAINER,
         "image": image(spec),
         "imagePullPolicy": spec.image_pull_policy,
         # The image's entrypoint is a bash script that does not exec; run the server directly.

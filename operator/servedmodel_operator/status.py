@@ -124,6 +124,41 @@ def with_model_server(
     return [by_type[c.type] for c in conditions]
 
 
+NO_SERVABLE_VERSION = "NoServableVersion"
+
+
+def servers_without_a_version(pods: list[dict[str, Any]], container: str) -> int:
+    """Model server containers that run but have not passed their startup probe. TF Serving opens its ports
+    only once it has loaded a version, so such a server has found none yet (or is still loading one)."""
+    waiting = 0
+    for pod in pods:
+        if pod["metadata"].get("deletionTimestamp"):
+            continue
+        for c in (pod.get("status") or {}).get("containerStatuses") or []:
+            running = "running" in (c.get("state") or {})
+            if c.get("name") == container and running and not c.get("started") and not c.get("ready"):
+                waiting += 1
+    return waiting
+
+
+def with_no_servable_version(
+    conditions: list[Condition], waiting: int, model: str, where: str
+) -> list[Condition]:
+    """Ready=False says why when no replica is ready because the servers have no version to serve (rather
+    than the generic ReplicasNotReady): what users most often meet first, with what to do about it."""
+    ready = next(c for c in conditions if c.type == READY)
+    if not waiting or ready.status or ready.reason != "ReplicasNotReady":
+        return conditions
+    message = (
+        f"{ready.message[:-1]}: TF Serving runs but has found no version of model {model!r} under {where} "
+        "(or is still loading one). Publish a version into a numbered folder there, for example with "
+        f"`servedmodel-export publish MODEL.keras --base-path <where the claim is mounted> --model {model}`; "
+        "it is served without a restart."
+    )
+    why = Condition(READY, False, NO_SERVABLE_VERSION, message)
+    return [why if c.type == READY else c for c in conditions]
+
+
 def with_delete_failures(conditions: list[Condition], refused: list[str]) -> list[Condition]:
     """Children the operator could not delete: Degraded, with the API server's messages (a 403 names the
     missing right). What serves is unchanged, so Ready is left as it is."""

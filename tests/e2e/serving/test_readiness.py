@@ -1,6 +1,7 @@
 """Readiness is real: the kubelet runs the model server's probes against the stand-in, which answers 404
-until a version is loaded; the operator reports it; publishing a version with the exporter makes the pods
-Ready and the ServedModel Ready with the version AVAILABLE."""
+until a version is loaded; the operator reports it (Ready=False, NoServableVersion, with what to publish
+where); publishing a version with the exporter makes the pods Ready and the ServedModel Ready with the
+version AVAILABLE."""
 
 from __future__ import annotations
 
@@ -39,17 +40,18 @@ def test_no_version_means_unready_pods_and_publishing_one_makes_them_ready(
     log = skube.kubectl("logs", "-n", NAMESPACE, pod["metadata"]["name"]).stdout
     assert f"No versions of servable {name} found under base path /models/{name}" in log
 
+    # The operator reads the pod (running, its startup probe not passed) and says why: no version to serve.
     def not_ready_for_this_reason() -> dict:
         sm = get_sm(skube, NAMESPACE, name)
         ready = condition(sm, "Ready")
-        return sm if ready.get("reason") == "ReplicasNotReady" else None
+        return sm if ready.get("reason") == "NoServableVersion" else None
 
-    sm = not_ready_for_this_reason() or eventually(
-        not_ready_for_this_reason, timeout=30, what="ReplicasNotReady"
-    )
+    sm = eventually(not_ready_for_this_reason, timeout=60, what="Ready=False NoServableVersion")
     ready = condition(sm, "Ready")
     assert ready["status"] == "False"
-    assert ready["message"] == "0/1 model server replicas have a servable version.", ready
+    assert ready["message"].startswith("0/1 model server replicas have a servable version: "), ready
+    assert f"no version of model {name!r} under {name} on claim 'models'" in ready["message"], ready
+    assert "servedmodel-export publish MODEL.keras" in ready["message"], ready
     assert versions(sm) == []
 
     # Publish version 1 with the exporter (as a user would, from a machine that mounts the volume).
