@@ -7,15 +7,16 @@ as that version ("already_published"), so a retried export Job never publishes a
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import tempfile
 from pathlib import Path
 
 from . import manifest, models, signatures
 from .checkpoints import EXPORTED, VERIFIED, checkpoint
-from .errors import VersionExistsError
+from .errors import PublishError, VersionExistsError
 from .objectstore.layout import Marker
-from .objectstore.publisher import S3Publisher
+from .objectstore.publisher import DEFAULT_GC_AGE, S3Publisher
 from .objectstore.url import S3Location
 from .pipeline import (
     PublishRequest,
@@ -33,6 +34,9 @@ from .verify import verify
 log = logging.getLogger(__name__)
 
 TWIN_WAIT_SECONDS = 300  # how long to wait for a concurrent publish of the same source to commit
+# An uncommitted version of the same source untouched this long is a dead publisher's (as for `gc`): a
+# retried Job with an explicit version takes it over instead of waiting for it.
+TWIN_STALE_AFTER = DEFAULT_GC_AGE
 
 
 def publish_s3(request: PublishRequest, location: S3Location) -> PublishResult:
@@ -67,7 +71,9 @@ def publish_s3(request: PublishRequest, location: S3Location) -> PublishResult:
             if request.version in listing.taken:
                 if publisher.claimed_by(request.version).get("source_sha256") != source.sha256:
                     _refuse_taken(request, location, in_progress=True)
-                return _await_twin(request, publisher, source)
+                twin = _await_twin(request, publisher, source)
+                if twin is not None:
+                    return twin
         with _step(f"loading {source.kind} source"), _disk("the temporary folder", Path(work)):
             source_model, reference = _load_source(source, request.signature)
         staging = Path(work) / "version"
@@ -97,7 +103,10 @@ def publish_s3(request: PublishRequest, location: S3Location) -> PublishResult:
         except VersionExistsError:
             if publisher.claimed_by(request.version).get("source_sha256") != source.sha256:
                 raise
-            return _await_twin(request, publisher, source)
+            twin = _await_twin(request, publisher, source)
+            if twin is not None:
+                return twin
+            claim = publisher.claim(request.version, source.sha256)
         log.info("claimed version %d of %s", claim.version, request.model)
         try:
             entries = publisher.upload(claim, staging)
@@ -127,17 +136,32 @@ def publish_s3(request: PublishRequest, location: S3Location) -> PublishResult:
     )
 
 
-def _await_twin(request: PublishRequest, publisher: S3Publisher, source: Source) -> PublishResult:
-    """A twin of this very publish (the same source, e.g. a concurrent retry of a Job) holds the explicit
-    version: its result is ours once it commits."""
-    log.info("version %d is being published from this same source: waiting for it", request.version)
-    if publisher.wait_for_commit(request.version, source.sha256, TWIN_WAIT_SECONDS) is None:
-        raise VersionExistsError(
-            f"version {request.version} of {request.model} is claimed by a publish of this same source "
-            f"that did not finish within {TWIN_WAIT_SECONDS} s (interrupted? 'servedmodel-export gc' "
-            "removes interrupted uploads)"
+def _await_twin(request: PublishRequest, publisher: S3Publisher, source: Source) -> PublishResult | None:
+    """A twin of this very publish (the same source: a Job's earlier pod, a concurrent retry) holds the
+    explicit version. Untouched for TWIN_STALE_AFTER, it is a dead publisher's: its leftovers are removed
+    and None says "claim it yourself". Otherwise its result is ours once it commits."""
+    version = request.version
+    assert version is not None
+    last = publisher.last_write(version)
+    if last is not None and last < dt.datetime.now(dt.timezone.utc) - TWIN_STALE_AFTER:
+        log.warning(
+            "version %d was claimed by a publish of this same source that stopped (last write %s): "
+            "removing what it left and publishing it again",
+            version,
+            last.isoformat(timespec="seconds"),
         )
-    return _already_published(request, publisher, request.version, source)
+        if publisher.remove_uncommitted(version):
+            return None
+    log.info("version %d is being published from this same source: waiting for it", version)
+    if publisher.wait_for_commit(version, source.sha256, TWIN_WAIT_SECONDS) is None:
+        # Retryable (exit 6): the other publish may still finish, or turn stale and be taken over.
+        raise PublishError(
+            f"version {version} of {request.model} is claimed by a publish of this same source that did "
+            f"not finish within {TWIN_WAIT_SECONDS} s; retry later (an upload untouched for "
+            f"{int(TWIN_STALE_AFTER.total_seconds())} s is taken over), or remove it with "
+            f"'servedmodel-export gc --older-than 0' if you know it is dead"
+        )
+    return _already_published(request, publisher, version, source)
 
 
 def _source_sha256(marker: Marker | None) -> str | None:
@@ -180,8 +204,6 @@ def _already_published(
 def _prune(publisher: S3Publisher, request: PublishRequest, version: int) -> list[int]:
     if request.keep is None:
         return []
-    from .errors import PublishError
-
     try:
         return publisher.prune(request.keep, request.pins, protect=version)
     except PublishError as exc:

@@ -387,6 +387,17 @@ class S3Publisher:
             removed.append(version)
         return removed
 
+    def last_write(self, version: int) -> dt.datetime | None:
+        """When anything of ``version`` (its claim or an object) was last written; None: nothing there."""
+        return self._newest_write(version, self.listing().claims.get(version))
+
+    def remove_uncommitted(self, version: int) -> bool:
+        """Remove the objects and claim of ``version`` unless it is committed; True if removed."""
+        if self.marker(version) is not None:
+            return False
+        self._call(f"removing uncommitted version {version} from", self._remove_version, version, False)
+        return True
+
     def _newest_write(self, version: int, claimed: dt.datetime | None) -> dt.datetime | None:
         times = [claimed] if claimed else []
         root = layout.version_prefix(self.prefix, self.model, version)

@@ -4,6 +4,7 @@ claims that keep concurrent publishers apart, a killed upload never committed, a
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import signal
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from servedmodel_exporter import pipeline_s3
 from servedmodel_exporter.checkpoints import PAUSE_MARKER, PAUSE_MODE_ENV, UPLOADING, VERIFIED, VERSION_CHOSEN
 from servedmodel_exporter.cli import main
 from servedmodel_exporter.errors import EXIT_OK, EXIT_PUBLISH, EXIT_USAGE, EXIT_VERSION_EXISTS
@@ -173,6 +175,46 @@ def test_killed_upload_is_never_committed_and_gc_removes_it(
     keys = _keys(s3, bucket, "p/m/")
     assert not [k for k in keys if k.startswith(("p/m/1", "p/m/.claims/1"))], keys
     assert "p/m/2.commit.json" in keys and "p/m/2/saved_model.pb" in keys
+
+
+def test_an_explicit_version_held_by_a_killed_twin_is_waited_for_then_taken_over(
+    object_store,
+    bucket: str,
+    s3_env: dict,
+    variants: list[Path],
+    start_cli: Callable,
+    run_cli: Callable,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A Job's pod killed mid-upload of --version 5; its retry (the same source) must not fail for good."""
+    url = f"s3://{bucket}"
+    args = ("--to", url, "--model", "m", "--version", "5")
+    process = start_cli("publish", variants[0], *args, "--json", pause_at=UPLOADING, env=s3_env)
+    _wait_paused(process, UPLOADING)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL
+
+    # Fresh leftovers may be a live upload: the retry waits for its commit, then fails retryably (6).
+    monkeypatch.setattr(pipeline_s3, "TWIN_WAIT_SECONDS", 2)
+    code, waited, _ = run_cli("publish", variants[0], *args)
+    assert code == EXIT_PUBLISH, waited
+    assert "did not finish within 2 s; retry later" in waited["error"]["message"]
+    # Another source is refused for good (5): the number is taken.
+    code, other, _ = run_cli("publish", variants[1], *args)
+    assert code == EXIT_VERSION_EXISTS and "is being published" in other["error"]["message"]
+
+    # Once the leftovers are stale (as for gc), the retry removes them and publishes version 5 itself.
+    monkeypatch.setattr(pipeline_s3, "TWIN_STALE_AFTER", dt.timedelta(0))
+    code, result, err = run_cli("publish", variants[0], *args)
+    assert code == EXIT_OK, result
+    assert result["version"] == 5 and result["already_published"] is False
+    assert "removing what it left and publishing it again" in err
+    s3 = object_store.client()
+    marker = json.loads(_read(s3, bucket, "m/5.commit.json"))
+    stored = {k[len("m/5/") :]: _read(s3, bucket, k) for k in _keys(s3, bucket, "m/5/")}
+    assert {o["path"]: (o["size"], o["sha256"]) for o in marker["objects"]} == {
+        path: (len(body), hashlib.sha256(body).hexdigest()) for path, body in stored.items()
+    }
 
 
 def test_terminated_upload_removes_its_objects_and_claim(
