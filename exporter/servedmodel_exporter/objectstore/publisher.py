@@ -385,6 +385,10 @@ class S3Publisher:
                 )
             log.info("%s uncommitted version %d", "would remove" if dry_run else "removed", version)
             removed.append(version)
+        if not dry_run and self._call(
+            "removing an expired lock object from", _ModelLock(self).remove_if_expired
+        ):
+            log.info("removed the expired lock object %s", layout.lock_key(self.prefix, self.model))
         return removed
 
     def last_write(self, version: int) -> dt.datetime | None:
@@ -424,15 +428,26 @@ class _ModelLock:
         except Exception:  # noqa: BLE001 - absent or unreadable: free
             return None
 
+    @staticmethod
+    def expired(holder: object) -> bool:
+        """A lock object past its expiry, or not one we can read (then nobody can renew it either)."""
+        try:
+            return dt.datetime.fromisoformat(holder["expires_utc"]) < _now()  # type: ignore[index]
+        except (KeyError, TypeError, ValueError):
+            return True
+
+    def remove_if_expired(self) -> bool:
+        holder = self._holder()
+        if holder is None or not self.expired(holder):
+            return False
+        self.p.client.delete_object(Bucket=self.p.bucket, Key=self.key)
+        return True
+
     def __enter__(self) -> _ModelLock:
         deadline = time.monotonic() + LOCK_TTL.total_seconds() * 2
         while time.monotonic() < deadline:
             holder = self._holder()
-            expired = (
-                holder
-                and dt.datetime.fromisoformat(holder.get("expires_utc", "1970-01-01T00:00:00+00:00")) < _now()
-            )
-            if holder is None or expired:
+            if holder is None or self.expired(holder):
                 body = {
                     "owner": self.p.owner,
                     "expires_utc": (_now() + LOCK_TTL).isoformat(timespec="seconds"),

@@ -65,3 +65,21 @@ def test_concurrent_claims_under_the_lock_object_get_distinct_numbers(object_sto
 
     with pytest.raises(VersionExistsError, match="version 2 of m already exists or is being published"):
         publishers[0].claim(2, "1" * 64)
+
+
+def test_gc_removes_an_expired_lock_object_only(object_store, bucket: str) -> None:
+    """A publisher that died holding the lock left it: gc removes it once expired, never a live one."""
+    s3 = object_store.client()
+    location = S3Location(bucket, "p", object_store.endpoint, object_store.region)
+    publisher = S3Publisher(location, "m", client=s3)
+    live = b'{"owner": "other/1/x", "expires_utc": "2999-01-01T00:00:00+00:00"}'
+    s3.put_object(Bucket=bucket, Key="p/m/.lock", Body=live)
+    assert publisher.gc() == []
+    assert s3.get_object(Bucket=bucket, Key="p/m/.lock")["Body"].read() == live
+    s3.put_object(
+        Bucket=bucket,
+        Key="p/m/.lock",
+        Body=b'{"owner": "other/1/x", "expires_utc": "2001-01-01T00:00:00+00:00"}',
+    )
+    assert publisher.gc() == []
+    assert s3.list_objects_v2(Bucket=bucket).get("Contents", []) == []
