@@ -16,7 +16,11 @@ Namespaces enforce Pod Security `restricted`. Nothing skips: a part that cannot 
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +34,9 @@ from kubehelpers import Kube, OperatorProcess
 from localcluster import OPERATOR_USER, LocalCluster
 from modelvolume import ModelVolume
 from realnode import RealNode
+from servedmodel_exporter.checkpoints import PAUSE_ENV, UPLOADING
 from servinghelpers import EXPORTER_UID, LAPTOP_NAMESPACE, NAMESPACE, start_operator
+from servinghelpers import servedmodel as serving_servedmodel
 
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "tools" / "images"))
@@ -171,3 +177,118 @@ def cleanup(skube: Kube) -> Iterator[list[tuple[str, str]]]:
 def exporter_owned(volume: ModelVolume) -> Any:
     """Model folders export Jobs write to belong to the exporter's user (hostPath ignores fsGroup)."""
     return lambda model: volume.folder(model, owner=EXPORTER_UID)
+
+
+@dataclass
+class S3Models:
+    """A real S3 server (SeaweedFS, tools/controlplane/objectstore.py) bound to the node's host-side
+    address, which pods reach (as they reach the API server), with one bucket; the exporter publishes into
+    it from the host as a user would, and ServedModels read it through their sync sidecars."""
+
+    store: Any
+    bucket: str
+    access_key: str
+    secret_key: str
+    workdir: Path
+    secret_name: str = "s3-credentials"
+
+    @property
+    def endpoint(self) -> str:
+        return self.store.endpoint
+
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+            "AWS_REGION": "us-east-1",
+        }
+
+    def _publish_cmd(self, source: Path, model: str, result: Path) -> list[str]:
+        return [
+            sys.executable, "-m", "servedmodel_exporter.cli", "publish", str(source),
+            "--to", f"s3://{self.bucket}", "--model", model, "--endpoint-url", self.endpoint,
+            "--result-file", str(result), "--quiet",
+        ]  # fmt: skip
+
+    def publish(self, source: Path, model: str) -> int:
+        """`servedmodel-export publish SRC --to s3://<bucket> --model M`; the version it published."""
+        result = self.workdir / f"result-{uuid.uuid4().hex[:8]}.json"
+        proc = subprocess.run(
+            self._publish_cmd(source, model, result), env=self.env(), capture_output=True, text=True,
+            timeout=300,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return int(json.loads(result.read_text())["version"])
+
+    def publish_paused(self, source: Path, model: str) -> subprocess.Popen:
+        """A publisher that stops mid-upload (after its first object, long before its commit marker), to be
+        killed there."""
+        env = {**self.env(), PAUSE_ENV: UPLOADING}
+        result = self.workdir / f"result-{uuid.uuid4().hex[:8]}.json"
+        return subprocess.Popen(
+            self._publish_cmd(source, model, result), env=env, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    def client(self) -> Any:
+        import boto3
+
+        return boto3.session.Session().client(
+            "s3", endpoint_url=self.endpoint, region_name="us-east-1",
+            aws_access_key_id=self.access_key, aws_secret_access_key=self.secret_key,
+        )  # fmt: skip
+
+    def uncommitted(self, model: str) -> list[int]:
+        """Versions of `model` with objects in the bucket but no commit marker."""
+        from servedmodel_exporter.objectstore import layout
+
+        listed = self.client().list_objects_v2(Bucket=self.bucket, Prefix=f"{model}/")
+        with_objects = {
+            int(parts[1])
+            for obj in listed.get("Contents") or []
+            if len(parts := obj["Key"].split("/")) > 2 and parts[1].isdigit()
+        }
+        complete = set(layout.complete_versions(self.client(), self.bucket, "", model))
+        return sorted(with_objects - complete)
+
+    def secret(self, name: str, key: str, secret: str) -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name, "namespace": NAMESPACE},
+            "stringData": {"AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret},
+        }
+
+    def servedmodel(self, name: str, image: str, sync_image: str, secret: str = "") -> dict[str, Any]:
+        s3 = {
+            "bucket": self.bucket,
+            "endpoint": self.endpoint,
+            "credentials": {"secretName": secret or self.secret_name},
+            "sizeLimit": "1Gi",
+            "syncIntervalSeconds": 1,
+            "syncImage": sync_image,
+        }
+        return serving_servedmodel(name, NAMESPACE, image, storage={"s3": s3})
+
+
+@pytest.fixture(scope="package")
+def s3(node: RealNode, skube: Kube, namespaces: list[str], tmp_path_factory) -> Iterator[S3Models]:
+    from objectstore import ObjectStore  # tools/controlplane/objectstore.py
+
+    admin = ("servedmodel-e2e", uuid.uuid4().hex)
+    reader = ("servedmodel-e2e-reader", uuid.uuid4().hex)  # what the pods get: read and list only
+    store = ObjectStore(
+        node.slot.host_ip,
+        tmp_path_factory.mktemp("objectstore"),
+        credentials=admin,
+        read_only_credentials=reader,
+    )
+    store.start()
+    try:
+        store.create_bucket("models")
+        models = S3Models(store, "models", *admin, tmp_path_factory.mktemp("s3-publish"))
+        skube.apply(models.secret(models.secret_name, *reader))
+        yield models
+    finally:
+        store.stop()

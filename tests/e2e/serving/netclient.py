@@ -6,6 +6,10 @@ and pod IPs are reachable (the host's namespace routes them nowhere). It prints 
                                                        POSTs back to back until F exists (bounded)
     netclient.py grpc HOST:PORT MODEL INSTANCES_JSON [--version N | --label L]
                                                        PredictionService.Predict with the generated stubs
+    netclient.py available STATUS_URL VERSION [--max-seconds S]
+                                                       GETs the model status every 50 ms until VERSION is
+                                                       AVAILABLE; the wall-clock time (time.time()) it was
+                                                       first seen so
 """
 
 from __future__ import annotations
@@ -73,6 +77,24 @@ def loop(args: argparse.Namespace) -> dict:
     }
 
 
+def available(args: argparse.Namespace) -> dict:
+    """Ask TF Serving's status API until the version is AVAILABLE (or the time is up)."""
+    start = time.monotonic()
+    polls = 0
+    while time.monotonic() - start < args.max_seconds:
+        polls += 1
+        try:
+            status, answer = request(args.url, None, timeout=2)
+        except OSError:
+            status, answer = 0, None
+        if status == 200 and isinstance(answer, dict):
+            for entry in answer.get("model_version_status") or []:
+                if entry.get("version") == str(args.version) and entry.get("state") == "AVAILABLE":
+                    return {"available_at": time.time(), "polls": polls}
+        time.sleep(0.05)
+    return {"available_at": None, "polls": polls}
+
+
 def grpc_predict(args: argparse.Namespace) -> dict:
     import grpc
     import numpy as np
@@ -120,6 +142,11 @@ def main() -> int:
     g.add_argument("--version", type=int)
     g.add_argument("--label")
     g.set_defaults(run=grpc_predict)
+    av = sub.add_parser("available")
+    av.add_argument("url")
+    av.add_argument("version", type=int)
+    av.add_argument("--max-seconds", type=float, default=120)
+    av.set_defaults(run=available)
     args = parser.parse_args()
     json.dump(args.run(args), sys.stdout)
     return 0
