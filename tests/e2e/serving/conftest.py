@@ -221,6 +221,24 @@ class S3Models:
         assert proc.returncode == 0, proc.stderr[-3000:]
         return int(json.loads(result.read_text())["version"])
 
+    def publish_here(self, source: Path, model: str) -> int:
+        """The same publish in this process (TensorFlow already loaded): it returns right after the commit
+        marker is written, with no process start or exit around it (what a timing needs)."""
+        from servedmodel_exporter.cli import main as export_cli
+
+        result = self.workdir / f"result-{uuid.uuid4().hex[:8]}.json"
+        saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION")}
+        os.environ.update({k: v for k, v in self.env().items() if k in saved})
+        try:
+            assert export_cli(self._publish_cmd(source, model, result)[3:]) == 0
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        return int(json.loads(result.read_text())["version"])
+
     def publish_paused(self, source: Path, model: str) -> subprocess.Popen:
         """A publisher that stops mid-upload (after its first object, long before its commit marker), to be
         killed there."""
@@ -243,14 +261,7 @@ class S3Models:
         """Versions of `model` with objects in the bucket but no commit marker."""
         from servedmodel_exporter.objectstore import layout
 
-        listed = self.client().list_objects_v2(Bucket=self.bucket, Prefix=f"{model}/")
-        with_objects = {
-            int(parts[1])
-            for obj in listed.get("Contents") or []
-            if len(parts := obj["Key"].split("/")) > 2 and parts[1].isdigit()
-        }
-        complete = set(layout.complete_versions(self.client(), self.bucket, "", model))
-        return sorted(with_objects - complete)
+        return layout.model_listing(self.client(), self.bucket, "", model).uncommitted
 
     def secret(self, name: str, key: str, secret: str) -> dict[str, Any]:
         return {

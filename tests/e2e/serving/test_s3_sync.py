@@ -11,21 +11,30 @@ from __future__ import annotations
 
 import signal
 
+import numpy as np
 from kubehelpers import condition, eventually
 from servinghelpers import (
     INPUTS,
     NAMESPACE,
     assert_close,
     cluster_ip,
+    fresh_keras_source,
     get_sm,
     pods,
     predict,
     rest,
-    restarts,
     versions,
     wait_ready,
     wait_sm,
 )
+
+
+def all_restarts(pod: dict) -> int:
+    """Restarts of every container of the pod, the sync sidecar (an init container) included."""
+    status = pod.get("status") or {}
+    containers = (status.get("containerStatuses") or []) + (status.get("initContainerStatuses") or [])
+    return sum(c.get("restartCount", 0) for c in containers)
+
 
 NAME = "s3-served"
 DENIED = "s3-denied"
@@ -38,7 +47,7 @@ def _sync_state(node, skube, name: str) -> dict:
 
 
 def test_versions_published_to_s3_are_served_live(
-    skube, node, stand_in, exporter_image, serving_operator, keras_models, s3, cleanup
+    skube, node, stand_in, exporter_image, serving_operator, keras_models, s3, cleanup, tmp_path
 ) -> None:
     s3.publish(keras_models.files["a"], NAME)  # version 1
     skube.apply(s3.servedmodel(NAME, stand_in, exporter_image))
@@ -70,10 +79,11 @@ def test_versions_published_to_s3_are_served_live(
         what="version 1 deleted from the pod once TF Serving unloaded it",
     )
     [same] = pods(skube, NAMESPACE, NAME)
-    assert same["metadata"]["uid"] == pod["metadata"]["uid"] and restarts(same) == 0
+    assert same["metadata"]["uid"] == pod["metadata"]["uid"] and all_restarts(same) == 0
 
     # 3. A publisher killed mid-upload: its objects are in the bucket, its commit marker is not.
-    proc = s3.publish_paused(keras_models.files["a"], NAME)
+    killed_source, _ = fresh_keras_source(tmp_path, 0.5)
+    proc = s3.publish_paused(killed_source, NAME)
     try:
         half = eventually(lambda: s3.uncommitted(NAME), timeout=120, what="objects of an uncommitted version")
     finally:
@@ -96,7 +106,8 @@ def test_versions_published_to_s3_are_served_live(
     assert str(partial) not in {v["version"] for v in answer["model_version_status"]}
 
     # The next publish takes the next number and is served; the killed one never is.
-    published = s3.publish(keras_models.files["a"], NAME)
+    next_source, next_model = fresh_keras_source(tmp_path, 1.0)
+    published = s3.publish(next_source, NAME)
     assert published > partial
     wait_sm(
         skube,
@@ -106,9 +117,10 @@ def test_versions_published_to_s3_are_served_live(
         f"version {published} AVAILABLE",
         timeout=120,
     )
-    assert_close(predict(node, base), keras_models.predict("a", INPUTS), "the next version (model a)")
+    want = np.asarray(next_model(np.asarray(INPUTS, dtype=np.float32)), dtype=np.float64)
+    assert_close(predict(node, base), want, f"version {published} (model a, biases + 1)")
     [same] = pods(skube, NAMESPACE, NAME)
-    assert same["metadata"]["uid"] == pod["metadata"]["uid"] and restarts(same) == 0
+    assert same["metadata"]["uid"] == pod["metadata"]["uid"] and all_restarts(same) == 0
 
 
 def test_wrong_credentials_give_a_clear_condition(
