@@ -213,16 +213,14 @@ def start_operator(
 
 
 def fresh_keras_source(folder: Path, shift: float) -> tuple[Path, Any]:
-    """A Keras file of the serving tests' model 'a' (conftest.py) with every bias moved by `shift`, and the
-    model itself (the oracle): a source of its own, so the exporter publishes it as a new version (a
-    source it published before is reported as that version)."""
-    import keras
+    """A Keras file of model 'a' (tests/kerasmodels.py) with every bias moved by `shift`, and the model
+    itself (the oracle): a source of its own, so the exporter publishes it as a new version (a source it
+    published before is reported as that version)."""
+    from kerasmodels import fixed_model
 
-    inputs = keras.Input(shape=(4,), name="features")
-    model = keras.Model(inputs, keras.layers.Dense(3, name="scores")(inputs))
-    kernel = np.arange(12, dtype=np.float32).reshape(4, 3) / 10
-    bias = np.array([0.1, -0.2, 0.3], dtype=np.float32) + np.float32(shift)
-    model.get_layer("scores").set_weights([kernel, bias])
+    model = fixed_model("a")
+    kernel, bias = model.get_layer("scores").get_weights()
+    model.get_layer("scores").set_weights([kernel, bias + np.float32(shift)])
     path = folder / f"a-shift-{shift:g}.keras"
     model.save(path)
     return path, model
