@@ -2,8 +2,9 @@
 and pod IPs are reachable (the host's namespace routes them nowhere). It prints one JSON document.
 
     netclient.py rest URL [BODY]                       one GET (no body) or POST; status and JSON answer
-    netclient.py loop URL BODY --stop-file F [--max-seconds S] [--max-requests N]
-                                                       POSTs back to back until F exists (bounded)
+    netclient.py loop URL BODY --stop-file F [--started-file G] [--max-seconds S] [--max-requests N]
+                                                       POSTs back to back until F exists (bounded);
+                                                       G is created once the first answer came
     netclient.py grpc HOST:PORT MODEL INSTANCES_JSON [--version N | --label L]
                                                        PredictionService.Predict with the generated stubs
     netclient.py available STATUS_URL VERSION [--max-seconds S]
@@ -15,6 +16,7 @@ and pod IPs are reachable (the host's namespace routes them nowhere). It prints 
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import sys
@@ -58,11 +60,13 @@ def loop(args: argparse.Namespace) -> dict:
             status, answer = request(args.url, args.body, timeout=5)
             if status == 200 and isinstance(answer, dict) and "predictions" in answer:
                 ok += 1
+                if ok == 1 and args.started_file:
+                    open(args.started_file, "w").close()
                 key = json.dumps([[round(x, 4) for x in row] for row in answer["predictions"]])
                 answers[key] = answers.get(key, 0) + 1
                 continue
             failure = f"HTTP {status}: {str(answer)[:200]}"
-        except OSError as exc:  # refused, reset, timed out
+        except (OSError, http.client.HTTPException, ValueError) as exc:  # refused, reset, cut short
             failure = f"{exc.__class__.__name__}: {exc}"
         failed += 1
         if len(errors) < 10:
@@ -131,6 +135,7 @@ def main() -> int:
     lp.add_argument("url")
     lp.add_argument("body")
     lp.add_argument("--stop-file", required=True)
+    lp.add_argument("--started-file")
     lp.add_argument("--max-seconds", type=float, default=300)
     lp.add_argument("--max-requests", type=int, default=100_000)
     lp.set_defaults(run=loop)

@@ -144,19 +144,30 @@ def assert_close(got: np.ndarray, want: np.ndarray, what: str) -> None:
 
 class TrafficLoop:
     """A bounded client loop (netclient.py loop) in the node's namespace, running while a test changes
-    things; `stop()` ends it and returns its counts."""
+    things; `stop()` ends it and returns its counts. It returns once the loop has had its first answer, so
+    that what the test changes next happens while the loop runs (its start takes seconds under load)."""
 
     def __init__(self, node: RealNode, url: str, body: str = INSTANCES, max_seconds: float = 300):
         self._dir = Path(tempfile.mkdtemp(prefix="traffic-"))
         self.stop_file = self._dir / "stop"
+        started = self._dir / "started"
         self._out = open(self._dir / "out.json", "w+")
         cmd = [
-            sys.executable, str(NETCLIENT), "loop", url, body,
-            "--stop-file", str(self.stop_file), "--max-seconds", str(max_seconds),
+            sys.executable, str(NETCLIENT), "loop", url, body, "--stop-file", str(self.stop_file),
+            "--started-file", str(started), "--max-seconds", str(max_seconds),
         ]  # fmt: skip
         self.proc = subprocess.Popen(
             node.netns_argv(cmd), stdout=self._out, stderr=subprocess.PIPE, text=True
         )
+        try:
+            eventually(
+                lambda: started.exists() or self.proc.poll() is not None, timeout=60, interval=0.1,
+                what="the traffic loop's first answer",
+            )  # fmt: skip
+            assert started.exists(), f"the traffic loop ended before its first answer: {self.stop()}"
+        except BaseException:
+            self.__exit__()
+            raise
 
     def running(self) -> bool:
         return self.proc.poll() is None
