@@ -3,8 +3,9 @@ with the TF Serving stand-in image, the exporter image, a hostPath volume and th
 
 Why e2e, and why a control plane of their own: these tests run the product's images as pods and drive the
 whole path a user has (export, volume, kubelet probes, Services, DNS); and the operator they run must be
-the only one acting on their ServedModels (the session's operator, cluster-wide, answers model-server polls
-from a loopback stand-in). So this package starts its own cluster with a real node and no kwok node.
+the only one acting on their ServedModels (the session's operator, which watches the other tests' `t-*`
+namespaces, answers model-server polls from a loopback stand-in). So this package starts its own cluster
+with a real node and no kwok node.
 
 How the operator reaches the model servers: it runs as a process in the node's network namespace, with the
 cluster DNS as its resolver: the network a pod has, so its default `http://{service}.{namespace}.svc:{port}`
