@@ -10,7 +10,11 @@
    and its kubelet-executed probes pass.
 5. `{"instances": ...}` sent to `:predict` through the model's Service, printed beside Keras' own output.
 6. A second model published as version 2 (an edit of `spec.export`) and served by the same pods, without
-   a restart; then the same call by name with the `servedmodel` client.
+   a restart.
+7. The same two models from S3-compatible object storage: a real S3 server (SeaweedFS) on the node's
+   host-side address, `servedmodel-export publish --to s3://...` from here, a second ServedModel whose
+   pods sync the bucket; version 2 published into the bucket is served by the same pod, without a restart.
+8. The same call by name with the `servedmodel` client.
 
 The model server here is the TF Serving stand-in (tools/tfserving_double): `tensorflow/serving` cannot be
 fetched on machines without access to its registry. A real cluster runs the default `tensorflow/serving`
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -37,12 +42,15 @@ sys.path[:0] = [str(ROOT / "tools" / "controlplane"), str(ROOT / "tools" / "imag
 import images  # noqa: E402
 from localcluster import LocalCluster, build_binaries  # noqa: E402
 from modelvolume import hostpath_claim  # noqa: E402
+from objectstore import ObjectStore  # noqa: E402
 
 NAMESPACE = "servedmodel-demo"
 OPERATOR_NAMESPACE = "servedmodel-system"
 RELEASE = "servedmodel-operator"
 EXPORTER_UID = 10001  # the exporter image's user: it writes the model volume
 SAMPLES = [[1.0, 2.0, 3.0, 4.0], [0.5, -1.0, 0.0, 2.0], [-3.0, 1.5, 2.5, -0.5]]
+S3_NAME = "demo-s3"  # the ServedModel (and model) served from the bucket
+S3_BUCKET, S3_PREFIX = "models", "demo"
 STARTED = time.monotonic()
 
 
@@ -58,6 +66,7 @@ class Demo:
         self.cluster: LocalCluster | None = None
         self.node = None
         self.timings: dict[str, float] = {}
+        self.store: ObjectStore | None = None
 
     # -- tools -------------------------------------------------------------------------------------
 
@@ -192,32 +201,38 @@ print(json.dumps(m.predict(np.array({SAMPLES!r}, dtype="float32"), verbose=0).to
         target.chmod(0o644)
         return json.loads(out.stdout.strip().splitlines()[-1])
 
-    def servedmodel(self, refs: dict[str, str], source: str) -> dict:
+    def servedmodel(self, refs: dict[str, str], source: str | None, name: str = "demo", **spec) -> dict:
+        """The demo's ServedModel: on the model volume, published by `spec.export` from `source`, unless
+        `spec` says otherwise (storage.s3)."""
         placement = self.node.pod_placement()
+        body = {
+            # The stand-in, for machines that cannot fetch tensorflow/serving: the only change to the pod.
+            "image": refs["tfserving-double"],
+            "storage": {"persistentVolumeClaim": {"claimName": "models"}, "path": name},
+            "versionPolicy": {"latest": {"numVersions": 1}},
+            "resources": {"requests": {"cpu": "100m", "memory": "512Mi"}, "limits": {"memory": "1500Mi"}},
+            **placement,
+        }
+        if source is not None:
+            body["export"] = {"source": {"path": source}, "image": refs["exporter"], "warmupRequests": 5}
+        body.update(spec)
         return {
             "apiVersion": "servedmodel.io/v1alpha1",
             "kind": "ServedModel",
-            "metadata": {"name": "demo", "namespace": NAMESPACE},
-            "spec": {
-                # The stand-in, for machines that cannot fetch tensorflow/serving: the only change to the pod.
-                "image": refs["tfserving-double"],
-                "storage": {"persistentVolumeClaim": {"claimName": "models"}, "path": "demo"},
-                "versionPolicy": {"latest": {"numVersions": 1}},
-                "resources": {"requests": {"cpu": "100m", "memory": "512Mi"}, "limits": {"memory": "1500Mi"}},
-                "export": {"source": {"path": source}, "image": refs["exporter"], "warmupRequests": 5},
-                **placement,
-            },
+            "metadata": {"name": name, "namespace": NAMESPACE},
+            "spec": body,
         }
 
-    def wait_served(self, version: int) -> dict:
+    def wait_served(self, version: int, name: str = "demo", export_job: bool = True) -> dict:
         def served():
-            sm = self.get("servedmodel", "demo", "-n", NAMESPACE)
+            sm = self.get("servedmodel", name, "-n", NAMESPACE)
             status = sm.get("status") or {}
             conds = {c["type"]: c for c in status.get("conditions") or []}
             versions = {v.get("version"): v.get("state") for v in status.get("versions") or []}
             ready = conds.get("Ready", {})
-            export = (status.get("export") or {}).get("phase")
-            line = f"Ready={ready.get('status')} ({ready.get('reason')}) export={export}"
+            export = (status.get("export") or {}).get("phase") if export_job else "Succeeded"
+            line = f"Ready={ready.get('status')} ({ready.get('reason')})"
+            line += f" export={export}" if export_job else ""
             if line != getattr(self, "_last", None):
                 print(f"    {line}: {ready.get('message', '')}", flush=True)
                 self._last = line
@@ -226,12 +241,12 @@ print(json.dumps(m.predict(np.array({SAMPLES!r}, dtype="float32"), verbose=0).to
 
         return self.wait(f"version {version} served", served, timeout=600, interval=2)
 
-    def predict(self, version: int | None = None) -> list[list[float]]:
+    def predict(self, version: int | None = None, name: str = "demo") -> list[list[float]]:
         """POST {"instances": ...} to :predict through the Service (its ClusterIP, via kube-proxy), from
         the node's network namespace: the only place on this machine that routes cluster addresses."""
-        svc = self.get("service", "demo", "-n", NAMESPACE)
+        svc = self.get("service", name, "-n", NAMESPACE)
         ip = svc["spec"]["clusterIP"]
-        path = f"/v1/models/demo{f'/versions/{version}' if version else ''}:predict"
+        path = f"/v1/models/{name}{f'/versions/{version}' if version else ''}:predict"
         script = (
             "import json, sys, urllib.request as u\n"
             f"body = json.dumps({{'instances': {SAMPLES!r}}}).encode()\n"
@@ -266,18 +281,156 @@ print(json.dumps(m.predict(np.array({SAMPLES!r}, dtype="float32"), verbose=0).to
         if proc.returncode != 0:
             raise SystemExit(f"servedmodel {' '.join(args)} exited {proc.returncode}")
 
-    def server_pods(self) -> dict[str, int]:
+    def server_pods(self, name: str = "demo") -> dict[str, int]:
+        """{pod name: restarts of all its containers (a sync sidecar, an init container, included)}."""
         pods = self.get(
             "pods",
             "-n",
             NAMESPACE,
             "-l",
-            "app.kubernetes.io/instance=demo,app.kubernetes.io/component=model-server",
+            f"app.kubernetes.io/instance={name},app.kubernetes.io/component=model-server",
         )
         return {
-            p["metadata"]["name"]: sum(c["restartCount"] for c in p["status"].get("containerStatuses") or [])
+            p["metadata"]["name"]: sum(
+                c["restartCount"]
+                for c in (p["status"].get("containerStatuses") or [])
+                + (p["status"].get("initContainerStatuses") or [])
+            )
             for p in pods.get("items", [])
         }
+
+    # -- S3 ----------------------------------------------------------------------------------------
+
+    def start_object_store(self) -> ObjectStore:
+        """SeaweedFS's S3 API on the real node's host-side address (pods reach it as they reach the API
+        server; never a wildcard or the machine's own interface); an admin identity for publishing here,
+        a read-only one for the pods."""
+        admin = ("demo-admin", secrets.token_hex(16))
+        reader = ("demo-reader", secrets.token_hex(16))
+        self.store = ObjectStore(
+            self.node.slot.host_ip, self.work / "objectstore", credentials=admin, read_only_credentials=reader
+        ).start()
+        self.store.create_bucket(S3_BUCKET)
+        print(
+            f"    {self.store.endpoint} (started in {self.store.startup_seconds:.1f}s), bucket {S3_BUCKET}",
+            flush=True,
+        )
+        return self.store
+
+    def publish_s3(self, source: Path) -> tuple[int, float]:
+        """`servedmodel-export publish SOURCE --to s3://models/demo` as a user runs it with the admin
+        key; (the version published, the monotonic time its "published" line appeared, i.e. once the
+        commit marker was written)."""
+        assert self.store is not None
+        to = f"s3://{S3_BUCKET}/{S3_PREFIX}"
+        args = ["publish", str(source), "--to", to, "--model", S3_NAME, "--endpoint-url", self.store.endpoint]
+        print(
+            f"    $ servedmodel-export publish {source.name} --to {to} --model {S3_NAME} --quiet", flush=True
+        )
+        env = {**os.environ, **self.store.env(), "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
+        with tempfile.TemporaryFile("w+") as err:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "servedmodel_exporter.cli", *args, "--quiet"],
+                stdout=subprocess.PIPE, stderr=err, text=True, env=env,
+            )  # fmt: skip
+            published = None
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                if line.startswith("published ") and published is None:
+                    published = time.monotonic(), line.strip()
+                print(f"      {line.rstrip()}", flush=True)
+            if proc.wait() != 0 or published is None:
+                err.seek(0)
+                raise SystemExit(f"servedmodel-export publish exited {proc.returncode}: {err.read()[-2000:]}")
+        at, line = published
+        return int(line.split(" version ")[1].split()[0]), at
+
+    def watch_available(self, name: str, version: int) -> subprocess.Popen:
+        """A watcher in the node's network namespace that asks the model server through the Service every
+        50 ms and prints the monotonic clock (the machine's, shared) once `version` is AVAILABLE."""
+        ip = self.get("service", name, "-n", NAMESPACE)["spec"]["clusterIP"]
+        script = (
+            "import json, sys, time, urllib.request as u\n"
+            "deadline = time.monotonic() + 300\n"
+            "print('watching', flush=True)\n"
+            "while time.monotonic() < deadline:\n"
+            "    try:\n"
+            f"        st = json.load(u.urlopen('http://{ip}:8501/v1/models/{name}', timeout=2))\n"
+            "    except (OSError, ValueError):\n"
+            "        st = {}\n"
+            "    for v in st.get('model_version_status', []):\n"
+            f"        if v['version'] == '{version}' and v['state'] == 'AVAILABLE':\n"
+            "            print(time.monotonic(), flush=True)\n"
+            "            sys.exit(0)\n"
+            "    time.sleep(0.05)\n"
+            "sys.exit(1)\n"
+        )
+        proc = subprocess.Popen(
+            self.node.netns_argv([sys.executable, "-c", script]), stdout=subprocess.PIPE, text=True
+        )
+        assert proc.stdout is not None
+        if proc.stdout.readline().strip() != "watching":
+            proc.kill()
+            raise SystemExit("the watcher in the node's network namespace did not start")
+        return proc
+
+    def serve_from_s3(self, refs: dict[str, str], sources: list[Path], keras_out: list[list]) -> None:
+        say("models in S3: a SeaweedFS server on the node's host-side address, a bucket, version 1 published")
+        store = self.start_object_store()
+        self.publish_s3(sources[0])
+        assert store.read_only_credentials is not None
+        key, secret = store.read_only_credentials  # the pods' identity: list and read only
+        secret_body = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "models-s3", "namespace": NAMESPACE},
+            "stringData": {"AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret},
+        }
+        self.kubectl("apply", "-f", "-", input=json.dumps(secret_body))
+        s3 = {
+            "bucket": S3_BUCKET,
+            "prefix": S3_PREFIX,
+            "endpoint": store.endpoint,
+            "credentials": {"secretName": "models-s3"},
+            "sizeLimit": "1Gi",
+            "syncIntervalSeconds": 1,
+            "syncImage": refs["exporter"],
+        }
+        spec = {"storage": {"s3": s3}, "server": {"fileSystemPollSeconds": 1}}
+        print(
+            f"    a ServedModel {S3_NAME} with spec.storage.s3 (read-only key in Secret models-s3)",
+            flush=True,
+        )
+        started = time.monotonic()
+        self.kubectl("apply", "-f", "-", input=json.dumps(self.servedmodel(refs, None, S3_NAME, **spec)))
+        self.wait_served(1, S3_NAME, export_job=False)
+        self.timings["S3 ServedModel applied -> synced, loaded, Ready"] = time.monotonic() - started
+        self.show(keras_out[0], self.predict(name=S3_NAME))
+        pods_before = self.server_pods(S3_NAME)
+
+        watcher = self.watch_available(S3_NAME, 2)
+        try:
+            _, uploaded = self.publish_s3(sources[1])
+            assert watcher.stdout is not None
+            seen = watcher.stdout.readline().strip()
+            if watcher.wait(timeout=30) != 0 or not seen:
+                raise SystemExit(f"version 2 of {S3_NAME} was not AVAILABLE within 300s of its upload")
+        finally:
+            if watcher.poll() is None:
+                watcher.kill()
+                watcher.wait()
+        took = float(seen) - uploaded
+        self.timings["S3 upload complete -> version 2 served"] = took
+        print(f"    version 2 AVAILABLE {took:.2f}s after its upload completed (commit marker written)")
+        self.show(keras_out[1], self.predict(name=S3_NAME))
+        pods_after = self.server_pods(S3_NAME)
+        print(f"    model-server pods before {pods_before}, after {pods_after} (name: restarts)")
+        if pods_after != pods_before or any(pods_after.values()):
+            raise SystemExit(
+                "the S3 model-server pod changed or restarted: version 2 should have been synced live"
+            )
+        self.store.stop()
+        self.store = None
 
     def run(self) -> None:
         self.start_cluster()
@@ -314,6 +467,11 @@ print(json.dumps(m.predict(np.array({SAMPLES!r}, dtype="float32"), verbose=0).to
             )
         print(f"    published: {sorted(p.name for p in (models / 'demo').iterdir() if p.name.isdigit())}")
 
+        incoming = models / "incoming"
+        self.serve_from_s3(
+            refs, [incoming / "demo-v1.keras", incoming / "demo-v2.keras"], [keras_v1, keras_v2]
+        )
+
         say("the same call by name with the servedmodel client (through the API server's service proxy)")
         self.client("status", "demo")
         self.client("predict", "demo", "--instances", json.dumps(SAMPLES[:1]))
@@ -325,6 +483,8 @@ print(json.dumps(m.predict(np.array({SAMPLES!r}, dtype="float32"), verbose=0).to
         print(f"    {'whole demo':48} {time.monotonic() - STARTED:6.1f}s")
 
     def stop(self) -> None:
+        if self.store is not None:
+            self.store.stop()
         if self.cluster is not None:
             self.cluster.stop()
 
