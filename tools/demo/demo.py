@@ -233,7 +233,7 @@ print(json.dumps(m.predict(np.array({SAMPLES!r}, dtype="float32"), verbose=0).to
             export = (status.get("export") or {}).get("phase") if export_job else "Succeeded"
             line = f"Ready={ready.get('status')} ({ready.get('reason')})"
             line += f" export={export}" if export_job else ""
-            if line != getattr(self, "_last", None):
+            if ready and line != getattr(self, "_last", None):  # nothing to say before a first status
                 print(f"    {line}: {ready.get('message', '')}", flush=True)
                 self._last = line
             done = ready.get("status") == "True" and export == "Succeeded"
