@@ -429,8 +429,6 @@ print(json.dumps(m.predict(np.array({SAMPLES!r}, dtype="float32"), verbose=0).to
             raise SystemExit(
                 "the S3 model-server pod changed or restarted: version 2 should have been synced live"
             )
-        self.store.stop()
-        self.store = None
 
     def run(self) -> None:
         self.start_cluster()
@@ -483,6 +481,8 @@ print(json.dumps(m.predict(np.array({SAMPLES!r}, dtype="float32"), verbose=0).to
         print(f"    {'whole demo':48} {time.monotonic() - STARTED:6.1f}s")
 
     def stop(self) -> None:
+        """The object store (kept until here so the S3 ServedModel stays healthy while you look around),
+        then the cluster; on failure too."""
         if self.store is not None:
             self.store.stop()
         if self.cluster is not None:
