@@ -2,9 +2,11 @@
 and pod IPs are reachable (the host's namespace routes them nowhere). It prints one JSON document.
 
     netclient.py rest URL [BODY]                       one GET (no body) or POST; status and JSON answer
-    netclient.py loop URL BODY --stop-file F [--started-file G] [--max-seconds S] [--max-requests N]
+    netclient.py loop URL BODY --stop-file F [--started-file G] [--distinct-file D]
+                      [--max-seconds S] [--max-requests N]
                                                        POSTs back to back until F exists (bounded);
-                                                       G is created once the first answer came
+                                                       G is created once the first answer came; D holds
+                                                       the count of different answers met so far
     netclient.py grpc HOST:PORT MODEL INSTANCES_JSON [--version N | --label L]
                                                        PredictionService.Predict with the generated stubs
     netclient.py available STATUS_URL VERSION [--max-seconds S]
@@ -47,6 +49,12 @@ def rest(args: argparse.Namespace) -> dict:
     return {"status": status, "answer": answer}
 
 
+def _write_atomically(path: str, text: str) -> None:
+    with open(f"{path}.tmp", "w") as f:
+        f.write(text)
+    os.replace(f"{path}.tmp", path)
+
+
 def loop(args: argparse.Namespace) -> dict:
     """Requests one after another; each either answers 200 with predictions or counts as failed."""
     ok = failed = 0
@@ -63,6 +71,8 @@ def loop(args: argparse.Namespace) -> dict:
                 if ok == 1 and args.started_file:
                     open(args.started_file, "w").close()
                 key = json.dumps([[round(x, 4) for x in row] for row in answer["predictions"]])
+                if key not in answers and args.distinct_file:
+                    _write_atomically(args.distinct_file, str(len(answers) + 1))
                 answers[key] = answers.get(key, 0) + 1
                 continue
             failure = f"HTTP {status}: {str(answer)[:200]}"
@@ -136,6 +146,7 @@ def main() -> int:
     lp.add_argument("body")
     lp.add_argument("--stop-file", required=True)
     lp.add_argument("--started-file")
+    lp.add_argument("--distinct-file", help="rewritten with the count of distinct answers whenever it grows")
     lp.add_argument("--max-seconds", type=float, default=300)
     lp.add_argument("--max-requests", type=int, default=100_000)
     lp.set_defaults(run=loop)

@@ -151,10 +151,12 @@ class TrafficLoop:
         self._dir = Path(tempfile.mkdtemp(prefix="traffic-"))
         self.stop_file = self._dir / "stop"
         started = self._dir / "started"
+        self._distinct = self._dir / "distinct"
         self._out = open(self._dir / "out.json", "w+")
         cmd = [
             sys.executable, str(NETCLIENT), "loop", url, body, "--stop-file", str(self.stop_file),
-            "--started-file", str(started), "--max-seconds", str(max_seconds),
+            "--started-file", str(started), "--distinct-file", str(self._distinct),
+            "--max-seconds", str(max_seconds),
         ]  # fmt: skip
         self.proc = subprocess.Popen(
             node.netns_argv(cmd), stdout=self._out, stderr=subprocess.PIPE, text=True
@@ -171,6 +173,21 @@ class TrafficLoop:
 
     def running(self) -> bool:
         return self.proc.poll() is None
+
+    def distinct_answers(self) -> int:
+        try:
+            return int(self._distinct.read_text())
+        except (FileNotFoundError, ValueError):
+            return 0
+
+    def wait_distinct_answers(self, count: int, timeout: float = 60) -> None:
+        """Until the loop itself has met `count` different answers (e.g. both versions of a swap): the
+        test's own request seeing the new version says nothing of the loop's next one, which under load
+        can be seconds away."""
+        eventually(
+            lambda: self.distinct_answers() >= count or not self.running(),
+            timeout=timeout, interval=0.1, what=f"the traffic loop to meet {count} different answers",
+        )  # fmt: skip
 
     def stop(self) -> dict[str, Any]:
         self.stop_file.touch()

@@ -90,6 +90,7 @@ def test_export_jobs_publish_versions_the_running_server_serves(
             what="the server to answer with version 2",
         )
         served = time.monotonic() - edited
+        loop.wait_distinct_answers(2)
         counts = loop.stop()
     print(
         f"\n[figure] export edit -> Job succeeded {job_done:.1f}s -> version 2 served {served:.1f}s; "

@@ -84,6 +84,7 @@ def test_zero_failed_requests_during_a_rollout_and_a_version_swap(
         swap_seconds = time.monotonic() - started
         # Through the Service, version 2 answers now; the loop keeps running meanwhile and meets it too.
         assert np.allclose(predict(node, base), b, atol=1e-5)
+        loop.wait_distinct_answers(2)
         swap = loop.stop()
     print(
         f"\n[figure] version swap ({swap_seconds:.1f}s until both pods had unloaded version 1): "
