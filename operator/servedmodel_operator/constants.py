@@ -20,6 +20,7 @@ LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_PART_OF = "app.kubernetes.io/part-of"
 LABEL_TRACK = "servedmodel.io/track"  # stable or canary: which Deployment a model server pod belongs to
 APP_NAME = "tensorflow-serving"
+EXPORTER_APP_NAME = "servedmodel-exporter"  # export Job pods: never matched by APP_NAME selectors
 MANAGED_BY_SELECTOR = {LABEL_MANAGED_BY: OPERATOR_NAME}
 
 # Annotations the operator writes on its children.

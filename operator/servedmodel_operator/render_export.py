@@ -11,7 +11,7 @@ import json
 import posixpath
 from typing import Any
 
-from .constants import EXPORTER_USER, LABEL_COMPONENT, VOLUME_MOUNT
+from .constants import EXPORTER_APP_NAME, EXPORTER_USER, LABEL_COMPONENT, LABEL_NAME, VOLUME_MOUNT
 from .naming import child_name
 from .object_storage import sync_env
 from .render import (
@@ -44,7 +44,10 @@ def export_job_name(spec: ServedModelSpec) -> str:
 
 
 def export_labels(spec: ServedModelSpec) -> dict[str, str]:
-    return {**common_labels(spec), LABEL_COMPONENT: "exporter"}
+    """Outside the model servers' selector: an export pod must never be taken for a model server by the
+    Service (its EndpointSlices churned with every export, and a request failed as one finished), the
+    PodDisruptionBudget, the ServiceMonitor or the operator's own reads of the pods."""
+    return {**common_labels(spec), LABEL_NAME: EXPORTER_APP_NAME, LABEL_COMPONENT: "exporter"}
 
 
 def exporter_args(spec: ServedModelSpec) -> list[str]:

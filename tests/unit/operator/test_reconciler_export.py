@@ -336,3 +336,21 @@ def test_job_fails_at_once_on_exit_codes_a_retry_cannot_change_and_does_not_pile
     assert job["spec"]["ttlSecondsAfterFinished"] == 7 * 24 * 3600
     assert job["spec"]["template"]["spec"]["securityContext"]["fsGroupChangePolicy"] == "OnRootMismatch"
     assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"  # podFailurePolicy requires it
+
+
+def test_export_pods_are_never_selected_as_model_servers():
+    from servedmodel_operator.render import render, selector_labels
+
+    spec = parse(servedmodel({"source": {"path": "in/m.keras"}}))
+    job = render_export_job(spec)
+    pod_labels = job["spec"]["template"]["metadata"]["labels"]
+    assert pod_labels["app.kubernetes.io/component"] == "exporter"
+    assert pod_labels["app.kubernetes.io/instance"] == spec.name
+    selectors = [selector_labels(spec)]
+    for obj in render(spec):
+        sel = obj.get("spec", {}).get("selector")
+        if isinstance(sel, dict):
+            selectors.append(sel.get("matchLabels", sel))
+    assert len(selectors) >= 3  # the Service's and the Deployment's at least
+    for selector in selectors:
+        assert not all(pod_labels.get(k) == v for k, v in selector.items()), selector
