@@ -403,6 +403,15 @@ class Reconciler:
         seen = self.poller.observed(poll_key)
         return seen.versions if seen.reachable and isinstance(seen.versions, SyncState) else None
 
+    async def _model_server_pods(self, key: Key, spec: ServedModelSpec) -> list[dict[str, Any]] | None:
+        """The model server pods (one LIST), or None when unreadable: the caller keeps what it knows."""
+        selector = ",".join(f"{k}={v}" for k, v in sorted(selector_labels(spec).items()))
+        try:
+            return await asyncio.to_thread(self.api.list_pods, spec.namespace, selector)
+        except (ApiError, requests.RequestException) as exc:
+            log.warning("%s/%s: cannot read the model server pods: %s", key[0], key[1], exc)
+            return None
+
     async def _sidecar_start_failure(
         self,
         key: Key,
@@ -414,11 +423,8 @@ class Reconciler:
         cannot start (a missing Secret or key, an unpullable image), which becomes the condition."""
         if deployment is None or next(c for c in conditions if c.type == st.READY).status:
             return conditions
-        selector = ",".join(f"{k}={v}" for k, v in sorted(selector_labels(spec).items()))
-        try:
-            pods = await asyncio.to_thread(self.api.list_pods, spec.namespace, selector)
-        except (ApiError, requests.RequestException) as exc:
-            log.warning("%s/%s: cannot read the model server pods: %s", key[0], key[1], exc)
+        pods = await self._model_server_pods(key, spec)
+        if pods is None:
             return conditions
         if self.requeue is not None:
             self.requeue(key, 5.0)  # a sidecar that cannot start changes no Deployment: look again
@@ -440,11 +446,8 @@ class Reconciler:
         counts = deployment.get("status") or {}
         if not counts.get("replicas") or counts.get("readyReplicas"):
             return conditions  # no pod to read, or one serves
-        selector = ",".join(f"{k}={v}" for k, v in sorted(selector_labels(spec).items()))
-        try:
-            pods = await asyncio.to_thread(self.api.list_pods, spec.namespace, selector)
-        except (ApiError, requests.RequestException) as exc:
-            log.warning("%s/%s: cannot read the model server pods: %s", key[0], key[1], exc)
+        pods = await self._model_server_pods(key, spec)
+        if pods is None:
             return conditions
         if self.requeue is not None:
             self.requeue(key, 10.0)  # a server starting without a version changes no Deployment: look again
@@ -502,11 +505,8 @@ class Reconciler:
         known = old.get("reference") == reference and old.get("mount") == mount and old.get("digest")
         if settled_now and settled_before and known:
             return conditions, st.image_status(reference, mount, why, {}, old)
-        selector = ",".join(f"{k}={v}" for k, v in sorted(selector_labels(spec).items()))
-        try:
-            pods = await asyncio.to_thread(self.api.list_pods, spec.namespace, selector)
-        except (ApiError, requests.RequestException) as exc:
-            log.warning("%s/%s: cannot read the model server pods: %s", key[0], key[1], exc)
+        pods = await self._model_server_pods(key, spec)
+        if pods is None:
             return conditions, st.image_status(reference, mount, why, {}, old)
         view = model_image.observe(pods, reference)
         if self.requeue is not None and not settled_now:
