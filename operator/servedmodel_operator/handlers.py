@@ -19,6 +19,7 @@ from typing import Any
 import kopf
 
 from .constants import GROUP, MANAGED_BY_SELECTOR, OPERATOR_NAME, PLURAL, VERSION
+from .discovery_lag import install as rescan_until_discovery_lists_crds
 from .event_policy import EventPolicy
 from .event_recorder import EventRecorder
 from .kube import KubeApi, load_credentials
@@ -37,6 +38,8 @@ from .workqueue import WorkQueue
 log = logging.getLogger(__name__)
 report_deletions_after_relists()  # before kopf starts any watch (see relist.py)
 wait_for_missing_crds()  # around the above: a CRD deleted at run time is waited for (see missing_crd.py)
+# A CRD established before API discovery lists it is asked about again (see discovery_lag.py).
+rescan_until_discovery_lists_crds({(group, plural) for group, _, plural in CHILD_RESOURCES.values() if group})
 
 
 class IndexCache:
