@@ -6,20 +6,13 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from operatorfakes import FakeClock
 from servedmodel_operator import metrics
 from servedmodel_operator.modelserver import FAST_SECONDS, ModelServerPoller, VersionState
 from servedmodel_operator.supervise import run_supervised
 
 KEY = ("ns", "m")
 URL = "http://m.ns.svc:8501/v1/models/m"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def restarts(task: str) -> float:

@@ -4,10 +4,10 @@ per transition (not one per child, not one per resync)."""
 from __future__ import annotations
 
 import asyncio
-import copy
 import threading
 from typing import Any
 
+from operatorfakes import FakeApi, FakeCache, FakeClock, refs
 from servedmodel_operator import status as st
 from servedmodel_operator.event_policy import EventPolicy, summary_message
 from servedmodel_operator.event_recorder import COMBINED, Correlator, EventRecorder, involved_reference
@@ -20,14 +20,6 @@ SM = {
     "metadata": {"name": "m", "namespace": "ns", "uid": "u1", "generation": 1, "resourceVersion": "7"},
     "spec": {"storage": {"persistentVolumeClaim": {"claimName": "models"}, "path": "m"}},
 }
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class EventApi:
@@ -56,7 +48,7 @@ REF = involved_reference(SM)
 
 
 def test_token_bucket_per_object_burst_25_then_one_per_5_minutes():
-    clock = FakeClock()
+    clock = FakeClock(100.0)
     c = Correlator(clock=clock)
     assert [c.allow(REF) for _ in range(26)] == [True] * 25 + [False]
     other = {**REF, "name": "n", "uid": "u2"}
@@ -68,7 +60,7 @@ def test_token_bucket_per_object_burst_25_then_one_per_5_minutes():
 
 
 def test_similar_events_are_combined_after_ten_in_ten_minutes():
-    clock = FakeClock()
+    clock = FakeClock(100.0)
     c = Correlator(clock=clock)
     messages = [c.aggregate(REF, "Warning", "ApplyFailed", f"rejected {i}") for i in range(12)]
     assert messages[:10] == [f"rejected {i}" for i in range(10)]
@@ -155,49 +147,18 @@ def test_ready_is_announced_once_per_reason_and_generation():
 # -- through the reconciler ---------------------------------------------------------------------------
 
 
-class ClusterApi(EventApi):
+class ClusterApi(EventApi, FakeApi):
+    """The whole API the reconciler uses, its Events recorded (and gated) by EventApi."""
+
     def __init__(self, gate: threading.Event | None = None) -> None:
-        super().__init__(gate)
-        self.applied: list[str] = []
-
-    def apply(self, obj, dry_run=False):
-        if not dry_run:
-            self.applied.append(f"{obj['kind']} {obj['metadata']['name']}")
-        live = copy.deepcopy(obj)
-        live.setdefault("status", {})
-        return live
-
-    def patch_status(self, group, version, namespace, name, patch):
-        pass
-
-    def serves(self, group_version, plural):
-        return False
-
-
-class Cache:
-    def servedmodel(self, key):
-        return SM
-
-    def child(self, kind, namespace, name):
-        return None
-
-    def pvc_exists(self, namespace, name):
-        return True
-
-    def pvc_access_modes(self, namespace, name):
-        return ("ReadWriteMany",)
-
-    def children(self, kind, namespace, owner):
-        return []
-
-    def servedmodel_keys(self):
-        return [("ns", "m")]
+        EventApi.__init__(self, gate)
+        FakeApi.__init__(self)
 
 
 def test_one_event_for_the_children_a_reconcile_created():
     api = ClusterApi()
-    asyncio.run(Reconciler(api=api, cache=Cache()).reconcile(("ns", "m")))
-    assert api.applied == ["ConfigMap m-config", "Service m", "Deployment m"]
+    asyncio.run(Reconciler(api=api, cache=FakeCache(SM)).reconcile(("ns", "m")))
+    assert refs(api.applied) == [("ConfigMap", "m-config"), ("Service", "m"), ("Deployment", "m")]
     assert [(e["reason"], e["message"]) for e in api.created] == [
         ("Created", "Created ConfigMap m-config, Service m and Deployment m")
     ]
@@ -210,7 +171,7 @@ def test_a_reconcile_does_not_wait_for_its_events():
     async def scenario():
         rec = EventRecorder(api)
         rec.start()
-        reconciler = Reconciler(api=api, cache=Cache(), events=EventPolicy(rec))
+        reconciler = Reconciler(api=api, cache=FakeCache(SM), events=EventPolicy(rec))
         await asyncio.wait_for(reconciler.reconcile(("ns", "m")), timeout=5)
         assert len(api.applied) == 3 and api.created == []
         gate.set()

@@ -6,16 +6,9 @@ from __future__ import annotations
 import copy
 
 import pytest
+from operatorfakes import FakeClock
 from servedmodel_operator.kube import ApiError
 from servedmodel_operator.leader import LeaderElector, LeaseConfig
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class LeaseStore:
@@ -61,7 +54,7 @@ def elector(store, identity, clock, events):
 
 def test_one_leader_and_the_standby_takes_over_only_after_the_lease_duration():
     store, events = LeaseStore(), []
-    clock_a, clock_b = Clock(), Clock()
+    clock_a, clock_b = FakeClock(100.0), FakeClock(100.0)
     a, b = elector(store, "a", clock_a, events), elector(store, "b", clock_b, events)
     assert a.try_acquire_or_renew()
     assert store.lease["spec"]["holderIdentity"] == "a" and store.lease["spec"]["leaseTransitions"] == 0
@@ -83,7 +76,7 @@ def test_one_leader_and_the_standby_takes_over_only_after_the_lease_duration():
 
 def test_of_two_candidates_racing_for_an_expired_lease_one_wins():
     store, events = LeaseStore(), []
-    clock = Clock()
+    clock = FakeClock(100.0)
     old = elector(store, "old", clock, events)
     assert old.try_acquire_or_renew()
     a, b = elector(store, "a", clock, events), elector(store, "b", clock, events)
@@ -106,7 +99,7 @@ def test_of_two_candidates_racing_for_an_expired_lease_one_wins():
 
 def test_a_leader_that_cannot_renew_stops_before_anyone_can_take_over():
     store, events = LeaseStore(), []
-    clock = Clock()
+    clock = FakeClock(100.0)
     a = elector(store, "a", clock, events)
     ticks = []
 
@@ -128,7 +121,7 @@ def test_a_leader_that_cannot_renew_stops_before_anyone_can_take_over():
 
 def test_a_released_lease_is_taken_at_once():
     store, events = LeaseStore(), []
-    clock = Clock()
+    clock = FakeClock(100.0)
     a, b = elector(store, "a", clock, events), elector(store, "b", clock, events)
     assert a.try_acquire_or_renew()
     assert not b.try_acquire_or_renew()

@@ -4,9 +4,9 @@ ServedModel only when what it learned changed, and an unreachable server shows i
 from __future__ import annotations
 
 import asyncio
-import copy
 from typing import Any
 
+from operatorfakes import FakeApi, FakeCache, FakeClock
 from servedmodel_operator.modelserver import (
     FAST_SECONDS,
     MAX_BACKOFF_SECONDS,
@@ -19,14 +19,6 @@ from servedmodel_operator.reconciler import Reconciler
 
 KEY = ("ns", "m")
 URL = "http://m.ns.svc:8501/v1/models/m"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Server:
@@ -173,59 +165,28 @@ SM = {
 }
 
 
-class Api:
-    def __init__(self) -> None:
-        self.status: dict[str, Any] = {}
-        self.patches = 0
-
-    def apply(self, obj, dry_run=False):
-        live = copy.deepcopy(obj)
+class Api(FakeApi):
+    def admit(self, obj):
         if obj["kind"] == "Deployment":  # rolled out, one pod ready (as kube-controller-manager reports)
-            live["metadata"]["generation"] = 1
-            live["status"] = {
+            obj["metadata"]["generation"] = 1
+            obj["status"] = {
                 "observedGeneration": 1,
                 "replicas": 1,
                 "updatedReplicas": 1,
                 "readyReplicas": 1,
             }
-        return live
-
-    def patch_status(self, group, version, namespace, name, patch):
-        self.patches += 1
-        self.status = {k: v for k, v in patch["status"].items() if v is not None}
-
-    def serves(self, group_version, plural):
-        return False
-
-    def create_event(self, event):
-        return {"metadata": {"name": "e"}}
-
-    def patch_event(self, namespace, name, patch):
-        return {}
+        return obj
 
 
-class Cache:
+class Cache(FakeCache):
+    """The ServedModel holds the status the reconciler last wrote."""
+
     def __init__(self, api: Api) -> None:
+        super().__init__(SM)
         self.api = api
-        self.objects: dict[tuple[str, str], dict[str, Any]] = {}
 
     def servedmodel(self, key):
         return {**SM, "status": self.api.status}
-
-    def child(self, kind, namespace, name):
-        return self.objects.get((kind, name))
-
-    def pvc_exists(self, namespace, name):
-        return True
-
-    def pvc_access_modes(self, namespace, name):
-        return ("ReadWriteMany",)
-
-    def children(self, kind, namespace, owner):
-        return []
-
-    def servedmodel_keys(self):
-        return [KEY]
 
 
 def ready(api: Api) -> dict[str, Any]:
@@ -247,9 +208,9 @@ def test_a_reconcile_never_waits_for_a_model_server_and_unreachable_shows_in_sta
         poller.start()
         await reconcile()  # applies; the Deployment (as applied) has a ready pod
         assert ready(api)["reason"] == "AwaitingModelServer" and ready(api)["status"] == "False"
-        patches = api.patches
+        patches = len(api.status_patches)
         await reconcile()  # still no answer: the status for this generation is not rewritten
-        assert api.patches == patches
+        assert len(api.status_patches) == patches
         server.reachable = False
         server.hold.set()
         for _ in range(100):

@@ -4,8 +4,8 @@ reason NoServableVersion, with what to publish where, instead of the generic Rep
 from __future__ import annotations
 
 import asyncio
-import copy
 
+from operatorfakes import MODEL_SERVERS, FakeApi, FakeCache
 from servedmodel_operator import status as st
 from servedmodel_operator.reconciler import Reconciler
 from servedmodel_operator.render import SERVER_CONTAINER
@@ -57,53 +57,6 @@ def test_other_states_keep_their_reason():
 # -- through the reconciler, with an in-memory cluster ---------------------------------------------------
 
 
-class Api:
-    def __init__(self, pods: list[dict]) -> None:
-        self.pods, self.listed, self.applied, self.status_patches = pods, 0, {}, []
-
-    def apply(self, obj, dry_run=False):
-        if not dry_run:
-            self.applied[obj["kind"]] = copy.deepcopy(obj)
-        return copy.deepcopy(obj)
-
-    def list_pods(self, namespace, selector):
-        self.listed += 1
-        assert selector == "app.kubernetes.io/instance=m,app.kubernetes.io/name=tensorflow-serving"
-        return self.pods
-
-    def patch_status(self, group, version, namespace, name, patch):
-        self.status_patches.append(patch)
-
-    def serves(self, group_version, plural):
-        return False
-
-    def create_event(self, event):
-        return {"metadata": {"name": "e"}}
-
-
-class Cache:
-    def __init__(self, sm: dict, children: list[dict]) -> None:
-        self.sm, self.objects = sm, children
-
-    def servedmodel(self, key):
-        return self.sm
-
-    def child(self, kind, namespace, name):
-        return next((o for o in self.objects if (o["kind"], o["metadata"]["name"]) == (kind, name)), None)
-
-    def pvc_exists(self, namespace, name):
-        return True
-
-    def pvc_access_modes(self, namespace, name):
-        return ("ReadWriteMany",)
-
-    def children(self, kind, namespace, owner):
-        return [o for o in self.objects if o["kind"] == kind]
-
-    def servedmodel_keys(self):
-        return [("ns", "m")]
-
-
 SM = {
     "apiVersion": "servedmodel.io/v1alpha1",
     "kind": "ServedModel",
@@ -112,15 +65,15 @@ SM = {
 }
 
 
-def reconciled(pods: list[dict], counts: dict) -> tuple[Api, dict, list]:
+def reconciled(pods: list[dict], counts: dict) -> tuple[FakeApi, dict, list]:
     """(api, Ready condition, requeues) of a reconcile that finds the Deployment with these counts."""
-    first = Api(pods)
-    asyncio.run(Reconciler(api=first, cache=Cache(SM, [])).reconcile(("ns", "m")))  # creates the children
-    deployment = first.applied["Deployment"]
+    first = FakeApi({MODEL_SERVERS: pods})
+    asyncio.run(Reconciler(api=first, cache=FakeCache(SM)).reconcile(("ns", "m")))  # creates the children
+    deployment = first.live[("Deployment", "m")]
     deployment["metadata"]["generation"] = 1
     deployment["status"] = {"observedGeneration": 1, "updatedReplicas": counts.get("replicas", 0), **counts}
-    api, requeues = Api(pods), []
-    reconciler = Reconciler(api=api, cache=Cache(SM, list(first.applied.values())))
+    api, requeues = FakeApi({MODEL_SERVERS: pods}), []
+    reconciler = Reconciler(api=api, cache=FakeCache(SM, first.live.values()))
     reconciler.requeue = lambda key, delay: requeues.append((key, delay))
     asyncio.run(reconciler.reconcile(("ns", "m")))
     ready = next(c for c in api.status_patches[-1]["status"]["conditions"] if c["type"] == "Ready")
@@ -131,11 +84,11 @@ def test_a_running_server_without_a_version_is_reported_and_looked_at_again():
     api, ready, requeues = reconciled([pod()], {"replicas": 1})
     assert (ready["status"], ready["reason"]) == ("False", "NoServableVersion")
     assert "under vision/m on claim 'models'" in ready["message"]
-    assert api.listed == 1 and requeues == [(("ns", "m"), 10.0)]
+    assert api.listed == [MODEL_SERVERS] and requeues == [(("ns", "m"), 10.0)]
 
 
 def test_pods_are_read_only_while_some_exist_and_none_is_ready():
     api, ready, _ = reconciled([pod()], {})  # no pod yet
-    assert ready["reason"] == "ReplicasNotReady" and api.listed == 0
+    assert ready["reason"] == "ReplicasNotReady" and api.listed == []
     api, ready, _ = reconciled([pod(state="waiting")], {"replicas": 1})  # pulling its image
-    assert ready["reason"] == "ReplicasNotReady" and api.listed == 1
+    assert ready["reason"] == "ReplicasNotReady" and api.listed == [MODEL_SERVERS]

@@ -5,10 +5,10 @@ child the API server rejects leaves nothing half-created), and pruned when the s
 from __future__ import annotations
 
 import asyncio
-import copy
 from typing import Any
 
 import pytest
+from operatorfakes import FakeApi, FakeCache, refs
 from servedmodel_operator.kube import ApiError
 from servedmodel_operator.reconciler import Reconciler
 from servedmodel_operator.workqueue import Retry
@@ -19,66 +19,23 @@ FORBIDDEN = (
 )
 
 
-class Api:
-    def __init__(self, refuse: set[str], reject: str = "") -> None:
-        self.refuse, self.reject = refuse, reject
-        self.applied: list[tuple[str, str]] = []
-        self.dry_runs: list[tuple[str, str]] = []
-        self.deleted: list[tuple[str, str]] = []
-        self.answers: dict[tuple[str, str], dict[str, Any]] = {}
-        self.status_patches: list[dict[str, Any]] = []
-        self.events: list[tuple[str, str]] = []
+class Api(FakeApi):
+    """Refuses to delete the children named in `refuse`, and rejects every apply of the kind `reject`."""
 
-    def apply(self, obj, dry_run=False):
-        ref = (obj["kind"], obj["metadata"]["name"])
-        (self.dry_runs if dry_run else self.applied).append(ref)
+    def __init__(self, refuse: set[str], reject: str = "") -> None:
+        super().__init__()
+        self.refuse, self.reject = refuse, reject
+
+    def admit(self, obj):
         if obj["kind"] == self.reject:
-            raise ApiError(422, f'{obj["kind"]} "{ref[1]}" is invalid: exceeded quota', "Invalid")
-        answer = copy.deepcopy(obj)
-        if not dry_run:
-            self.answers[ref] = answer
-        return answer
+            name = obj["metadata"]["name"]
+            raise ApiError(422, f'{obj["kind"]} "{name}" is invalid: exceeded quota', "Invalid")
+        return obj
 
     def delete(self, obj):
         if obj["metadata"]["name"] in self.refuse:
             raise ApiError(403, FORBIDDEN, "Forbidden")
-        self.deleted.append((obj["kind"], obj["metadata"]["name"]))
-
-    def patch_status(self, group, version, namespace, name, patch):
-        self.status_patches.append(patch)
-
-    def create_event(self, event):
-        self.events.append((event["reason"], event["message"]))
-        return {"metadata": {"name": f"e{len(self.events)}"}}
-
-    def patch_event(self, namespace, name, patch):
-        return {}
-
-    def serves(self, group_version, plural):
-        return False
-
-
-class Cache:
-    def __init__(self, sm, children):
-        self.sm, self.objects = sm, children
-
-    def servedmodel(self, key):
-        return self.sm
-
-    def child(self, kind, namespace, name):
-        return next((o for o in self.objects if (o["kind"], o["metadata"]["name"]) == (kind, name)), None)
-
-    def pvc_exists(self, namespace, name):
-        return True
-
-    def pvc_access_modes(self, namespace, name):
-        return ("ReadWriteMany",)
-
-    def children(self, kind, namespace, owner):
-        return [o for o in self.objects if o["kind"] == kind]
-
-    def servedmodel_keys(self):
-        return [("ns", "m")]
+        super().delete(obj)
 
 
 SM = {
@@ -107,7 +64,7 @@ def degraded(patch: dict[str, Any]) -> dict[str, Any]:
 
 def test_a_refused_delete_is_degraded_in_status_and_retried():
     api = Api(refuse={"m-canary"})
-    reconciler = Reconciler(api=api, cache=Cache(SM, list(LEFTOVERS)))
+    reconciler = Reconciler(api=api, cache=FakeCache(SM, LEFTOVERS))
     with pytest.raises(Retry):
         asyncio.run(reconciler.reconcile(("ns", "m")))
     assert api.deleted == [("ConfigMap", "m-canary-config")]
@@ -119,7 +76,7 @@ def test_a_refused_delete_is_degraded_in_status_and_retried():
 
 def test_deletes_that_succeed_leave_degraded_false():
     api = Api(refuse=set())
-    reconciler = Reconciler(api=api, cache=Cache(SM, list(LEFTOVERS)))
+    reconciler = Reconciler(api=api, cache=FakeCache(SM, LEFTOVERS))
     asyncio.run(reconciler.reconcile(("ns", "m")))
     assert sorted(api.deleted) == [
         ("ConfigMap", "m-canary-config"),
@@ -140,10 +97,10 @@ def test_a_rejected_child_leaves_nothing_half_created():
     """A Deployment the API server refuses (a quota, a policy webhook): its ConfigMap and Service are not
     written either, and status names the Deployment with the server's message."""
     api = Api(refuse=set(), reject="Deployment")
-    reconciler = Reconciler(api=api, cache=Cache(SM, []))
+    reconciler = Reconciler(api=api, cache=FakeCache(SM))
     asyncio.run(reconciler.reconcile(("ns", "m")))
     assert api.applied == []  # judged before anything was written
-    assert ("Deployment", "m") in api.dry_runs
+    assert ("Deployment", "m") in refs(api.dry_runs)
     ready = next(c for c in api.status_patches[-1]["status"]["conditions"] if c["type"] == "Ready")
     assert ready["reason"] == "ApplyFailed" and "Deployment 'm'" in ready["message"]
     assert "exceeded quota" in ready["message"]
@@ -151,8 +108,8 @@ def test_a_rejected_child_leaves_nothing_half_created():
 
 def test_children_that_are_accepted_are_all_applied():
     api = Api(refuse=set())
-    asyncio.run(Reconciler(api=api, cache=Cache(SM, [])).reconcile(("ns", "m")))
-    assert api.applied == [
+    asyncio.run(Reconciler(api=api, cache=FakeCache(SM)).reconcile(("ns", "m")))
+    assert refs(api.applied) == [
         ("ConfigMap", "m-config"),
         ("Service", "m"),
         ("PodDisruptionBudget", "m"),
@@ -181,15 +138,15 @@ MONITOR = {
 
 def test_a_failed_discovery_never_prunes_service_monitors():
     api = DiscoveryDown(refuse=set())
-    asyncio.run(Reconciler(api=api, cache=Cache(MONITORED, [MONITOR])).reconcile(("ns", "m")))
+    asyncio.run(Reconciler(api=api, cache=FakeCache(MONITORED, [MONITOR])).reconcile(("ns", "m")))
     assert api.deleted == []
-    assert ("ServiceMonitor", "m") not in api.applied
+    assert ("ServiceMonitor", "m") not in refs(api.applied)
 
 
 def test_a_failed_rediscovery_keeps_the_last_answer():
     api = Api(refuse=set())
     api.serves = lambda group_version, plural: True
-    reconciler = Reconciler(api=api, cache=Cache(MONITORED, [MONITOR]))
+    reconciler = Reconciler(api=api, cache=FakeCache(MONITORED, [MONITOR]))
     asyncio.run(reconciler.reconcile(("ns", "m")))
     reconciler._discovery = (reconciler._discovery[0] - 10_000, True)  # the answer is old: asked again
 
@@ -205,8 +162,8 @@ def test_a_failed_rediscovery_keeps_the_last_answer():
 class Rewriting(Api):
     """An API server whose admission chain rewrites every image (a registry-rewriting webhook)."""
 
-    def apply(self, obj, dry_run=False):
-        answer = super().apply(obj, dry_run)
+    def admit(self, obj):
+        answer = super().admit(obj)
         for c in ((answer.get("spec") or {}).get("template") or {}).get("spec", {}).get("containers", []):
             c["image"] = "mirror.internal/" + c["image"]
         answer.setdefault("status", {})["observedGeneration"] = 1
@@ -215,18 +172,18 @@ class Rewriting(Api):
 
 def test_a_mutating_webhook_is_not_fought_but_hand_edits_are_reverted():
     api = Rewriting(refuse=set())
-    cache = Cache(SM, [])
+    cache = FakeCache(SM)
     reconciler = Reconciler(api=api, cache=cache)
     asyncio.run(reconciler.reconcile(("ns", "m")))
-    applied = list(api.applied)
+    applied = refs(api.applied)
     assert ("Deployment", "m") in applied
     # The watch brings back what the API server stored (rewritten image), and the controller's status.
-    deployment = api.answers[("Deployment", "m")]
+    deployment = api.live[("Deployment", "m")]
     deployment["status"] = {"replicas": 2, "readyReplicas": 2}
-    cache.objects = list(api.answers.values())
+    cache.objects = dict(api.live)
     asyncio.run(reconciler.reconcile(("ns", "m")))
-    assert api.applied == applied  # nothing more: the rewrite is admission's, not drift
+    assert refs(api.applied) == applied  # nothing more: the rewrite is admission's, not drift
     # A hand edit of a field the operator sets is drift: applied again, once.
     deployment["spec"]["replicas"] = 5
     asyncio.run(reconciler.reconcile(("ns", "m")))
-    assert api.applied[len(applied) :] == [("Deployment", "m")]
+    assert refs(api.applied)[len(applied) :] == [("Deployment", "m")]

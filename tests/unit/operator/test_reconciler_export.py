@@ -11,68 +11,32 @@ import copy
 import json
 from typing import Any
 
+from operatorfakes import FakeApi, FakeCache
 from servedmodel_operator.reconciler import Reconciler
 from servedmodel_operator.render_export import export_job_name, exporter_args, render_export_job
 from servedmodel_operator.spec import parse
 
 
-class FakeApi:
-    def __init__(self) -> None:
-        self.applied: list[dict[str, Any]] = []
-        self.status_patches: list[dict[str, Any]] = []
-        self.events: list[tuple[str, str]] = []
-        self.pods: dict[str, list[dict[str, Any]]] = {}
+class Api(FakeApi):
+    """Answers with an empty status (as for an object just created); nothing is deleted and no event
+    repeats here."""
 
-    def apply(self, obj, dry_run=False):
-        if dry_run:
-            return copy.deepcopy(obj)
-        self.applied.append(obj)
-        live = copy.deepcopy(obj)
-        live.setdefault("status", {})
-        return live
-
-    def patch_status(self, group, version, namespace, name, patch):
-        self.status_patches.append(patch)
-
-    def create_event(self, event):
-        self.events.append((event["reason"], event["message"]))
-        return {"metadata": {"name": f"{event['involvedObject']['name']}.{len(self.events)}"}}
+    def admit(self, obj):
+        obj.setdefault("status", {})
+        return obj
 
     def patch_event(self, namespace, name, patch):
         raise AssertionError("no event repeats here")
 
-    def serves(self, group_version, plural):
-        return False
-
     def delete(self, obj):
         raise AssertionError(f"nothing should be deleted here: {obj['kind']}")
 
-    def list_pods(self, namespace, selector):
-        return self.pods.get(selector.split("=", 1)[1], [])
 
-
-class FakeCache:
-    def __init__(self, sm):
-        self.sm = sm
-        self.objects: dict[tuple[str, str], dict[str, Any]] = {}
-
-    def servedmodel(self, key):
-        return self.sm
-
-    def child(self, kind, namespace, name):
-        return self.objects.get((kind, name))
-
-    def pvc_exists(self, namespace, name):
-        return True
-
-    def pvc_access_modes(self, namespace, name):
-        return ("ReadWriteMany",)
-
-    def children(self, kind, namespace, owner):
-        return [o for (k, _), o in self.objects.items() if k == kind]
-
-    def servedmodel_keys(self):
-        return [("ns", "m")]
+def job_pods(job_name: str, result: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """The export Job's pod, its exporter terminated with `result` as its message (what the kubelet shows)."""
+    terminated = {"message": json.dumps(result)}
+    pod = {"status": {"containerStatuses": [{"state": {"terminated": terminated}}]}}
+    return {f"batch.kubernetes.io/job-name={job_name}": [pod]}
 
 
 def servedmodel(export):
@@ -168,7 +132,7 @@ def test_job_mounts_the_volume_read_write_and_publishes_into_the_base_path():
 
 def test_export_runs_once_reports_the_version_and_never_reruns():
     sm = servedmodel({"source": {"path": "incoming/m.keras"}})
-    api, cache = FakeApi(), FakeCache(sm)
+    api, cache = Api(), FakeCache(sm)
     rec = Reconciler(api=api, cache=cache)
     run(rec)
     jobs = [o for o in api.applied if o["kind"] == "Job"]
@@ -178,23 +142,7 @@ def test_export_runs_once_reports_the_version_and_never_reruns():
     assert cache.sm["status"]["export"]["phase"] == "Pending"
 
     finish(cache, name)
-    api.pods[name] = [
-        {
-            "status": {
-                "containerStatuses": [
-                    {
-                        "state": {
-                            "terminated": {
-                                "message": json.dumps(
-                                    {"ok": True, "version": 7, "path": "/volume/vision/m/7"}
-                                )
-                            }
-                        }
-                    }
-                ]
-            }
-        }
-    ]
+    api.pods.update(job_pods(name, {"ok": True, "version": 7, "path": "/volume/vision/m/7"}))
     run(rec)
     settle(api, cache)
     record = cache.sm["status"]["export"]
@@ -211,7 +159,7 @@ def test_export_runs_once_reports_the_version_and_never_reruns():
 
 def test_a_changed_export_waits_for_the_running_one():
     sm = servedmodel({"source": {"path": "a.keras"}})
-    api, cache = FakeApi(), FakeCache(sm)
+    api, cache = Api(), FakeCache(sm)
     rec = Reconciler(api=api, cache=cache)
     run(rec)
     settle(api, cache)
@@ -234,29 +182,13 @@ def test_a_changed_export_waits_for_the_running_one():
 
 def test_failed_export_is_reported_with_the_exporters_message():
     sm = servedmodel({"source": {"url": "https://models.example/m.keras"}})
-    api, cache = FakeApi(), FakeCache(sm)
+    api, cache = Api(), FakeCache(sm)
     rec = Reconciler(api=api, cache=cache)
     run(rec)
     settle(api, cache)
     name = next(k[1] for k in cache.objects if k[0] == "Job")
     finish(cache, name, kind="Failed")
-    api.pods[name] = [
-        {
-            "status": {
-                "containerStatuses": [
-                    {
-                        "state": {
-                            "terminated": {
-                                "message": json.dumps(
-                                    {"ok": False, "error": "sha256 mismatch", "exit_code": 3}
-                                )
-                            }
-                        }
-                    }
-                ]
-            }
-        }
-    ]
+    api.pods.update(job_pods(name, {"ok": False, "error": "sha256 mismatch", "exit_code": 3}))
     run(rec)
     settle(api, cache)
     record = cache.sm["status"]["export"]
@@ -275,7 +207,7 @@ def test_forbidden_is_reported_and_retried_but_invalid_is_only_reported():
 
     for status, retried in ((403, True), (422, False)):
         sm = servedmodel({"source": {"path": "a.keras"}})
-        api, cache = FakeApi(), FakeCache(sm)
+        api, cache = Api(), FakeCache(sm)
 
         def refuse(obj, dry_run=False, status=status):
             raise ApiError(status, f"refused with {status}", "Forbidden" if status == 403 else "Invalid")

@@ -9,6 +9,7 @@ import asyncio
 import copy
 from typing import Any
 
+from operatorfakes import MODEL_SERVERS, FakeApi, FakeCache
 from servedmodel_operator.kube import ApiError
 from servedmodel_operator.reconciler import Reconciler
 
@@ -16,16 +17,16 @@ REF = "127.0.0.1:5000/models/m:2"
 DIGEST = "sha256:" + "d" * 64
 
 
-class Api:
-    def __init__(self, gate: str, pods: list[dict[str, Any]]) -> None:
-        self.gate, self.pods = gate, pods
-        self.probes = 0
-        self.listed = 0
-        self.status_patches: list[dict[str, Any]] = []
-        self.applied: dict[str, dict[str, Any]] = {}
+class Api(FakeApi):
+    """The API server with the ImageVolume gate `gate`: "on" keeps an image volume in the dry-run probe,
+    "off" drops its source, "refused" rejects the probe."""
 
-    def apply(self, obj, dry_run=False):
-        out = copy.deepcopy(obj)
+    def __init__(self, gate: str, pods: list[dict[str, Any]]) -> None:
+        super().__init__({MODEL_SERVERS: pods})
+        self.gate = gate
+        self.probes = 0
+
+    def admit(self, obj):
         if obj["metadata"]["name"] == "servedmodel-imagevolume-probe":
             self.probes += 1
             if self.gate == "refused":
@@ -33,55 +34,17 @@ class Api:
                     422, "spec.template.spec.volumes[0]: Required value: must specify a volume type"
                 )
             if self.gate == "off":
-                for volume in out["spec"]["template"]["spec"]["volumes"]:
+                for volume in obj["spec"]["template"]["spec"]["volumes"]:
                     volume.pop("image")
-            return out
-        if not dry_run:
-            self.applied[obj["kind"]] = out
-        return out
-
-    def list_pods(self, namespace, selector):
-        self.listed += 1
-        assert selector == "app.kubernetes.io/instance=m,app.kubernetes.io/name=tensorflow-serving"
-        return self.pods
-
-    def patch_status(self, group, version, namespace, name, patch):
-        self.status_patches.append(patch)
-
-    def delete(self, obj):
-        pass
-
-    def serves(self, group_version, plural):
-        return False
-
-    def create_event(self, event):
-        return {"metadata": {"name": "e"}}
-
-    def patch_event(self, namespace, name, patch):
-        return {}
+        return obj
 
 
-class Cache:
-    def __init__(self, sm, children=()):
-        self.sm, self.objects = sm, list(children)
-
-    def servedmodel(self, key):
-        return self.sm
-
-    def child(self, kind, namespace, name):
-        return next((o for o in self.objects if (o["kind"], o["metadata"]["name"]) == (kind, name)), None)
-
+class Cache(FakeCache):
     def pvc_exists(self, namespace, name):
         raise AssertionError("an image needs no claim")
 
     def pvc_access_modes(self, namespace, name):
         raise AssertionError("an image needs no claim")
-
-    def children(self, kind, namespace, owner):
-        return [o for o in self.objects if o["kind"] == kind]
-
-    def servedmodel_keys(self):
-        return [("ns", "m")]
 
 
 def servedmodel(status=None):
@@ -121,7 +84,7 @@ def test_gate_off_renders_the_modelcar_and_a_missing_image_is_a_condition():
     message = f"failed to pull and unpack image {REF}: not found"
     api = Api("off", [pod(False, {"reason": "ErrImagePull", "message": message})])
     status = reconcile(api, Cache(servedmodel()))
-    template = api.applied["Deployment"]["spec"]["template"]["spec"]
+    template = api.live[("Deployment", "m")]["spec"]["template"]["spec"]
     assert template["initContainers"][0]["image"] == REF and template["shareProcessNamespace"] is True
     assert status["image"]["mount"] == "modelcar"
     assert "ImageVolume feature gate off" in status["image"]["mountReason"]
@@ -137,13 +100,13 @@ def test_a_refused_probe_also_means_the_modelcar_and_the_answer_is_cached():
     asyncio.run(reconciler.reconcile(("ns", "m")))
     asyncio.run(reconciler.reconcile(("ns", "m")))
     assert api.probes == 1
-    assert "initContainers" in api.applied["Deployment"]["spec"]["template"]["spec"]
+    assert "initContainers" in api.live[("Deployment", "m")]["spec"]["template"]["spec"]
 
 
 def test_gate_on_renders_an_image_volume():
     api = Api("on", [])
     status = reconcile(api, Cache(servedmodel()))
-    volumes = api.applied["Deployment"]["spec"]["template"]["spec"]["volumes"]
+    volumes = api.live[("Deployment", "m")]["spec"]["template"]["spec"]["volumes"]
     assert {"name": "model-image", "image": {"reference": REF, "pullPolicy": "IfNotPresent"}} in volumes
     assert status["image"]["mount"] == "imageVolume"
 
@@ -153,15 +116,16 @@ def test_the_digest_comes_from_ready_pods_and_a_settled_model_lists_none():
     sm = servedmodel()
     rendered = Cache(sm)
     reconcile(api, rendered)  # creates the Deployment
-    deployment = copy.deepcopy(api.applied["Deployment"])
+    deployment = copy.deepcopy(api.live[("Deployment", "m")])
     deployment["metadata"]["generation"] = 1
     deployment["status"] = {"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1, "readyReplicas": 1}
-    cache = Cache(sm, [deployment, *(copy.deepcopy(o) for k, o in api.applied.items() if k != "Deployment")])
+    others = (copy.deepcopy(o) for (kind, _), o in api.live.items() if kind != "Deployment")
+    cache = Cache(sm, [deployment, *others])
     status = reconcile(api, cache)
     assert status["image"]["digest"] == DIGEST
     assert status["image"]["servedDigests"] == [{"digest": DIGEST, "readyReplicas": 1}]
-    listed = api.listed
+    listed = len(api.listed)
     sm["status"] = status  # what the API server now holds
     reconcile_again = Reconciler(api=api, cache=cache)
     asyncio.run(reconcile_again.reconcile(("ns", "m")))
-    assert api.listed == listed  # settled, digest known: no request for pods
+    assert len(api.listed) == listed  # settled, digest known: no request for pods
