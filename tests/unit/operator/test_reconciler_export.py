@@ -57,6 +57,18 @@ def run(reconciler):
     asyncio.run(reconciler.reconcile(("ns", "m")))
 
 
+def exporting(export) -> tuple[Api, FakeCache, Reconciler]:
+    """A first reconcile of a ServedModel with this `export`: it creates the export Job."""
+    api, cache = Api(), FakeCache(servedmodel(export))
+    rec = Reconciler(api=api, cache=cache)
+    run(rec)
+    return api, cache, rec
+
+
+def job_name(cache) -> str:
+    return next(name for kind, name in cache.objects if kind == "Job")
+
+
 def settle(api, cache):
     """What the watches would deliver: applied objects appear in the cache, status lands on the object."""
     for obj in api.applied:
@@ -131,10 +143,7 @@ def test_job_mounts_the_volume_read_write_and_publishes_into_the_base_path():
 
 
 def test_export_runs_once_reports_the_version_and_never_reruns():
-    sm = servedmodel({"source": {"path": "incoming/m.keras"}})
-    api, cache = Api(), FakeCache(sm)
-    rec = Reconciler(api=api, cache=cache)
-    run(rec)
+    api, cache, rec = exporting({"source": {"path": "incoming/m.keras"}})
     jobs = [o for o in api.applied if o["kind"] == "Job"]
     assert len(jobs) == 1
     name = jobs[0]["metadata"]["name"]
@@ -158,12 +167,9 @@ def test_export_runs_once_reports_the_version_and_never_reruns():
 
 
 def test_a_changed_export_waits_for_the_running_one():
-    sm = servedmodel({"source": {"path": "a.keras"}})
-    api, cache = Api(), FakeCache(sm)
-    rec = Reconciler(api=api, cache=cache)
-    run(rec)
+    api, cache, rec = exporting({"source": {"path": "a.keras"}})
     settle(api, cache)
-    first = next(k[1] for k in cache.objects if k[0] == "Job")
+    first = job_name(cache)
     cache.objects[("Job", first)]["status"] = {"active": 1}
 
     cache.sm["spec"]["export"] = {"source": {"path": "b.keras"}}
@@ -181,12 +187,9 @@ def test_a_changed_export_waits_for_the_running_one():
 
 
 def test_failed_export_is_reported_with_the_exporters_message():
-    sm = servedmodel({"source": {"url": "https://models.example/m.keras"}})
-    api, cache = Api(), FakeCache(sm)
-    rec = Reconciler(api=api, cache=cache)
-    run(rec)
+    api, cache, rec = exporting({"source": {"url": "https://models.example/m.keras"}})
     settle(api, cache)
-    name = next(k[1] for k in cache.objects if k[0] == "Job")
+    name = job_name(cache)
     finish(cache, name, kind="Failed")
     api.pods.update(job_pods(name, {"ok": False, "error": "sha256 mismatch", "exit_code": 3}))
     run(rec)

@@ -4,12 +4,13 @@ default), and every CRD default is listed here, so a new one cannot be added to 
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from servedmodel_operator.spec import ServedModelSpec, parse
+from servedmodel_operator.spec import S3Storage, ServedModelSpec, parse
 
 CRD = Path(__file__).resolve().parents[3] / "crds" / "servedmodel.io_servedmodels.yaml"
 
@@ -70,6 +71,7 @@ SECTIONS = {
 }
 
 
+@functools.cache
 def crd_defaults() -> dict[str, Any]:
     crd = yaml.safe_load(CRD.read_text())
     (version,) = crd["spec"]["versions"]
@@ -110,37 +112,30 @@ def test_spec_py_applies_the_crd_default(path, default):
     assert view(parsed(path)) == default, path
 
 
-def test_the_dataclass_defaults_agree_with_the_crd():
-    """ServedModelSpec's own field defaults (used by code that builds a spec without parse())."""
-    defaults = crd_defaults()
-    fields = ServedModelSpec.__dataclass_fields__
-    pairs = {
-        "replicas": "replicas",
-        "image_pull_policy": "imagePullPolicy",
-        "grpc_port": "ports.grpc",
-        "rest_port": "ports.rest",
-        "config_poll_seconds": "server.modelConfigPollSeconds",
-        "fs_poll_seconds": "server.fileSystemPollSeconds",
-        "startup_timeout_seconds": "server.startupTimeoutSeconds",
-        "service_type": "service.type",
-        "automount_token": "automountServiceAccountToken",
-    }
-    for attr, path in pairs.items():
-        assert fields[attr].default == defaults[path], (attr, path)
+# Dataclass fields with a default of their own (used by code that builds a spec without parse()) -> the CRD
+# path whose default it must equal.
+DATACLASS_DEFAULTS = {
+    (ServedModelSpec, "replicas"): "replicas",
+    (ServedModelSpec, "image_pull_policy"): "imagePullPolicy",
+    (ServedModelSpec, "grpc_port"): "ports.grpc",
+    (ServedModelSpec, "rest_port"): "ports.rest",
+    (ServedModelSpec, "config_poll_seconds"): "server.modelConfigPollSeconds",
+    (ServedModelSpec, "fs_poll_seconds"): "server.fileSystemPollSeconds",
+    (ServedModelSpec, "startup_timeout_seconds"): "server.startupTimeoutSeconds",
+    (ServedModelSpec, "service_type"): "service.type",
+    (ServedModelSpec, "automount_token"): "automountServiceAccountToken",
+    (S3Storage, "prefix"): "storage.s3.prefix",
+    (S3Storage, "region"): "storage.s3.region",
+    (S3Storage, "access_key_id_key"): "storage.s3.credentials.accessKeyIdKey",
+    (S3Storage, "secret_access_key_key"): "storage.s3.credentials.secretAccessKeyKey",
+    (S3Storage, "size_limit"): "storage.s3.sizeLimit",
+    (S3Storage, "sync_interval_seconds"): "storage.s3.syncIntervalSeconds",
+}
 
 
-def test_the_s3_dataclass_defaults_agree_with_the_crd():
-    from servedmodel_operator.spec import S3Storage
-
-    defaults = crd_defaults()
-    fields = S3Storage.__dataclass_fields__
-    pairs = {
-        "prefix": "storage.s3.prefix",
-        "region": "storage.s3.region",
-        "access_key_id_key": "storage.s3.credentials.accessKeyIdKey",
-        "secret_access_key_key": "storage.s3.credentials.secretAccessKeyKey",
-        "size_limit": "storage.s3.sizeLimit",
-        "sync_interval_seconds": "storage.s3.syncIntervalSeconds",
-    }
-    for attr, path in pairs.items():
-        assert fields[attr].default == defaults[path], (attr, path)
+@pytest.mark.parametrize(
+    "cls,attr,path",
+    [pytest.param(c, a, p, id=f"{c.__name__}.{a}") for (c, a), p in DATACLASS_DEFAULTS.items()],
+)
+def test_the_dataclass_defaults_agree_with_the_crd(cls, attr, path):
+    assert cls.__dataclass_fields__[attr].default == crd_defaults()[path]

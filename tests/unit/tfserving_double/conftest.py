@@ -6,6 +6,7 @@ The plain helpers are importable as ``tfsd_helpers`` (registered below): several
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import socket
@@ -98,15 +99,30 @@ def base(tmp_path: Path) -> Path:
     return p
 
 
+def _double(**kwargs: object) -> TFServingDouble:
+    """A double with fast polling and no load retries, unless `kwargs` say otherwise."""
+    kwargs.setdefault("file_system_poll_wait_seconds", FAST_POLL)
+    kwargs.setdefault("max_num_load_retries", 0)
+    return TFServingDouble(**kwargs)  # type: ignore[arg-type]
+
+
+@contextlib.contextmanager
+def _running(timeout: float, **kwargs: object) -> Iterator[TFServingDouble]:
+    """A started double (as `_double`), stopped after."""
+    d = _double(**kwargs)
+    try:
+        yield d.start(timeout=timeout)
+    finally:
+        d.stop()
+
+
 @pytest.fixture
 def make_double() -> Iterator[Callable[..., TFServingDouble]]:
     """Factory for doubles (fast polling, no load retries by default); all are stopped at teardown."""
     created: list[TFServingDouble] = []
 
     def factory(**kwargs: object) -> TFServingDouble:
-        kwargs.setdefault("file_system_poll_wait_seconds", FAST_POLL)
-        kwargs.setdefault("max_num_load_retries", 0)
-        d = TFServingDouble(**kwargs)  # type: ignore[arg-type]
+        d = _double(**kwargs)
         created.append(d)
         return d
 
@@ -127,16 +143,8 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TFServingDouble
     """Like ``served`` but one per test module, for tests that only read (saves a start/stop per test)."""
     base = tmp_path_factory.mktemp("shared") / "m"
     add_version(base, 1)
-    d = TFServingDouble(
-        model_name="m",
-        model_base_path=str(base),
-        file_system_poll_wait_seconds=FAST_POLL,
-        max_num_load_retries=0,
-    )
-    try:
-        yield d.start(timeout=30)
-    finally:
-        d.stop()
+    with _running(30, model_name="m", model_base_path=str(base)) as d:
+        yield d
 
 
 @dataclasses.dataclass
@@ -233,13 +241,5 @@ def tf_double(
             {"name": "examples", "base_path": examples_model},
         )
     )
-    d = TFServingDouble(
-        model_config_file=str(cfg),
-        allow_version_labels_for_unavailable_models=True,
-        file_system_poll_wait_seconds=FAST_POLL,
-        max_num_load_retries=0,
-    )
-    try:
-        yield d.start(timeout=120)
-    finally:
-        d.stop()
+    with _running(120, model_config_file=str(cfg), allow_version_labels_for_unavailable_models=True) as d:
+        yield d

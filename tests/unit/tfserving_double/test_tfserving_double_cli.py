@@ -6,6 +6,9 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -22,6 +25,33 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@dataclass
+class _Served:
+    proc: subprocess.Popen[str]
+    out: str = ""  # what it printed, once stopped
+    err: str = ""
+
+
+@contextmanager
+def _serving(args: list[str], rest: int, env: dict[str, str] = ENV) -> Iterator[_Served]:
+    """The program started with `args`, once its REST port `rest` accepts connections; stopped after."""
+    proc = subprocess.Popen(
+        [sys.executable, str(LAUNCHER), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    served = _Served(proc)
+    try:
+        assert wait_until(lambda: port_open(rest) or proc.poll() is not None, timeout=40)
+        assert proc.poll() is None, proc.communicate()
+        yield served
+    finally:
+        proc.terminate()
+        served.out, served.err = proc.communicate(timeout=10)
 
 
 def _run(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
@@ -140,16 +170,7 @@ def test_serves_and_last_flag_wins(tmp_path: Path) -> None:
         f"--monitoring_config_file={mon}",
         "--unknown_flag=x",
     ]
-    proc = subprocess.Popen(
-        [sys.executable, str(LAUNCHER), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=ENV,
-    )
-    try:
-        assert wait_until(lambda: port_open(rest) or proc.poll() is not None, timeout=40)
-        assert proc.poll() is None, proc.communicate()
+    with _serving(args, rest) as served:
         assert port_open(grpc)
         r = requests.get(f"http://127.0.0.1:{rest}/v1/models/m", timeout=5)
         assert r.json()["model_version_status"][0] == {
@@ -159,10 +180,8 @@ def test_serves_and_last_flag_wins(tmp_path: Path) -> None:
         }
         metrics = requests.get(f"http://127.0.0.1:{rest}/monitoring/prometheus/metrics", timeout=5)
         assert metrics.status_code == 200
-    finally:
-        proc.terminate()
-        out, err = proc.communicate(timeout=10)
-    assert out.startswith("unknown argument: --unknown_flag=x\n")
+    assert served.out.startswith("unknown argument: --unknown_flag=x\n")
+    err = served.err
     assert "Running gRPC ModelServer at" in err and f"Exporting HTTP/REST API at:localhost:{rest}" in err
 
 
@@ -200,22 +219,10 @@ def test_program_listens_on_every_interface_by_default(tmp_path: Path) -> None:
     grpc, rest = _free_port(), _free_port()
     env = {k: v for k, v in ENV.items() if k != "TFSERVING_DOUBLE_BIND_ADDRESS"}
     args = [f"--port={grpc}", f"--rest_api_port={rest}", "--model_name=m", f"--model_base_path={base}"]
-    proc = subprocess.Popen(
-        [sys.executable, str(LAUNCHER), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
-        assert wait_until(lambda: port_open(rest) or proc.poll() is not None, timeout=40)
-        assert proc.poll() is None, proc.communicate()
+    with _serving(args, rest, env) as served:
         assert listening_addresses(rest) == {"0.0.0.0"}
         assert listening_addresses(grpc) in ({"0.0.0.0"}, {"::"}), "gRPC's wildcard may be dual-stack"
-    finally:
-        proc.terminate()
-        _, err = proc.communicate(timeout=10)
-    assert f"Running gRPC ModelServer at 0.0.0.0:{grpc}" in err
+    assert f"Running gRPC ModelServer at 0.0.0.0:{grpc}" in served.err
 
 
 def test_session_threads_and_tags_flags() -> None:
