@@ -22,6 +22,7 @@ SERVEDMODEL_CRD = ROOT / "crds" / "servedmodel.io_servedmodels.yaml"
 SERVEDMODEL_CRD_NAME = "servedmodels.servedmodel.io"
 
 T = TypeVar("T")
+Check = Callable[[dict[str, Any]], Any]  # a test on an object read from the API server
 
 
 def eventually(fn: Callable[[], T], timeout: float = 60, interval: float = 0.5, what: str = "") -> T:
@@ -93,6 +94,49 @@ class Kube:
     def events(self, namespace: str, name: str) -> list[dict[str, Any]]:
         items = self.list("events", namespace)
         return [e for e in items if e["involvedObject"].get("name") == name]
+
+    def wait_until(
+        self,
+        kind: str,
+        name: str,
+        namespace: str,
+        check: Check,
+        what: str,
+        timeout: float = 60,
+        interval: float = 0.5,
+    ) -> dict[str, Any]:
+        """The object once `check(obj)` is truthy (an AssertionError it raises means "not yet"), read once per
+        try so the object returned is the one checked. A missing object is "not yet" too."""
+
+        def fetch() -> dict[str, Any] | None:
+            obj = self.get(kind, name, namespace)
+            assert obj is not None, f"{kind} {namespace}/{name} does not exist"
+            return obj if check(obj) else None
+
+        return eventually(fetch, timeout=timeout, interval=interval, what=what)
+
+    def wait_condition(
+        self,
+        kind: str,
+        name: str,
+        namespace: str,
+        ctype: str,
+        what: str = "",
+        timeout: float = 60,
+        interval: float = 0.5,
+        **fields: str,
+    ) -> dict[str, Any]:
+        """The object once its condition `ctype` has every field given (`status="True"`, `reason=...`)."""
+        assert fields, "wait_condition needs a field to wait for (status=..., reason=...)"
+
+        def meets(obj: dict[str, Any]) -> bool:
+            found = condition(obj, ctype)
+            assert all(found.get(k) == v for k, v in fields.items()), f"{ctype} is {found or 'not set'}"
+            return True
+
+        wanted = " ".join(f"{k}={v}" for k, v in fields.items())
+        what = what or f"{kind} {namespace}/{name}: {ctype} {wanted}"
+        return self.wait_until(kind, name, namespace, meets, what, timeout, interval)
 
 
 def condition(obj: dict[str, Any] | None, ctype: str) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from kubehelpers import condition, eventually, pvc, servedmodel
+from kubehelpers import eventually, pvc, servedmodel
 from localcluster import OPERATOR_USER
 from testpki import CA
 
@@ -134,11 +134,7 @@ def test_drift_correction_settles_against_a_mutating_webhook(
     started = time.time()
     kube.apply(pvc("models", namespace))
     kube.apply(servedmodel("rewritten", namespace))
-    eventually(
-        lambda: condition(kube.get("servedmodel", "rewritten", namespace), "Ready").get("status") == "True",
-        timeout=90,
-        what="Ready",
-    )
+    kube.wait_condition("servedmodel", "rewritten", namespace, "Ready", status="True", timeout=90)
     image = kube.get("deployment", "rewritten", namespace)["spec"]["template"]["spec"]["containers"][0][
         "image"
     ]

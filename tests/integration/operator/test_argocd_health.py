@@ -49,10 +49,6 @@ def get(kube, namespace: str, name: str) -> dict:
     return kube.get("servedmodel", name, namespace) or {}
 
 
-def reason(kube, namespace: str, name: str, ctype: str) -> str | None:
-    return condition(get(kube, namespace, name), ctype).get("reason")
-
-
 def test_no_status_then_ready_then_a_new_generation(kube, operator, namespace, script):
     kube.apply(pvc("models", namespace))
     created = json.loads(
@@ -66,8 +62,8 @@ def test_no_status_then_ready_then_a_new_generation(kube, operator, namespace, s
         "Waiting for the servedmodel-operator to report status",
     )
 
-    eventually(lambda: reason(kube, namespace, "resnet", "Ready") == "ModelServing", timeout=90, what="Ready")
-    assert health(script, get(kube, namespace, "resnet")) == (
+    sm = kube.wait_condition("servedmodel", "resnet", namespace, "Ready", reason="ModelServing", timeout=90)
+    assert health(script, sm) == (
         "Healthy",
         "ModelServing: Serving versions 1.",
     )
@@ -97,22 +93,19 @@ def test_rolling_out_and_scaled_to_zero(kube, operator, namespace, script):
     kube.apply(servedmodel("idle", namespace, replicas=0))
 
     # The pod is created (updated) but never scheduled, so never ready: the rollout settles there.
-    sm = eventually(
-        lambda: (
-            condition(get(kube, namespace, "stuck"), "Progressing").get("message")
-            == "1/1 replicas updated, 0 ready."
-            and get(kube, namespace, "stuck")
-        ),
-        timeout=60,
+    sm = kube.wait_condition(
+        "servedmodel",
+        "stuck",
+        namespace,
+        "Progressing",
+        message="1/1 replicas updated, 0 ready.",
         what="rolling out with the pod pending",
     )
     assert condition(sm, "Ready")["reason"] == "ReplicasNotReady"
     assert health(script, sm) == ("Progressing", "RollingOut: 1/1 replicas updated, 0 ready.")
 
-    eventually(
-        lambda: reason(kube, namespace, "idle", "Ready") == "ScaledToZero", timeout=60, what="scaled to 0"
-    )
-    assert health(script, get(kube, namespace, "idle")) == (
+    sm = kube.wait_condition("servedmodel", "idle", namespace, "Ready", reason="ScaledToZero")
+    assert health(script, sm) == (
         "Healthy",
         "ScaledToZero: spec.replicas is 0: no model server is running.",
     )
@@ -140,10 +133,8 @@ def test_invalid_spec(kube, operator, namespace, script):
             timeout=30,
             what="the current CRD back in effect",
         )
-    eventually(
-        lambda: reason(kube, namespace, "bad.name", "Ready") == "InvalidSpec", timeout=60, what="invalid"
-    )
-    status, message = health(script, get(kube, namespace, "bad.name"))
+    sm = kube.wait_condition("servedmodel", "bad.name", namespace, "Ready", reason="InvalidSpec")
+    status, message = health(script, sm)
     assert status == "Degraded"
     assert message.startswith(
         "InvalidSpec: the ServedModel's name names its Service, so it must be a DNS label"
@@ -152,10 +143,8 @@ def test_invalid_spec(kube, operator, namespace, script):
 
 def test_storage_missing(kube, operator, namespace, script):
     kube.apply(servedmodel("nopvc", namespace))
-    eventually(
-        lambda: reason(kube, namespace, "nopvc", "Ready") == "StorageNotFound", timeout=60, what="no PVC"
-    )
-    assert health(script, get(kube, namespace, "nopvc")) == (
+    sm = kube.wait_condition("servedmodel", "nopvc", namespace, "Ready", reason="StorageNotFound")
+    assert health(script, sm) == (
         "Degraded",
         f"StorageNotFound: PersistentVolumeClaim 'models' does not exist in namespace '{namespace}'; "
         "create it (the model server mounts it at /models) and the model will be served.",
@@ -171,15 +160,13 @@ def test_export_failed_while_serving(kube, operator, namespace, script):
     }
     kube.apply(servedmodel("exp", namespace, export=export))
 
-    def failed_while_ready():
-        sm = get(kube, namespace, "exp")
+    def failed_while_ready(sm: dict) -> bool:
         return (
             condition(sm, "Exported").get("reason") == "ExportFailed"
             and condition(sm, "Ready").get("status") == "True"
-            and sm
         )
 
-    sm = eventually(failed_while_ready, timeout=90, what="ExportFailed while Ready")
+    sm = kube.wait_until("servedmodel", "exp", namespace, failed_while_ready, "ExportFailed while Ready", 90)
     status, message = health(script, sm)
     assert status == "Degraded"
     assert message.startswith("ExportFailed: The API server rejected the export Job:")
@@ -202,12 +189,7 @@ def test_version_failed_to_load_while_serving(kube, operator, namespace, script,
             what="Healthy on version 1",
         )
         publish(volume, "vision", 2, complete=False)  # no saved_model.pb: the load fails
-        eventually(
-            lambda: reason(kube, namespace, "vision", "Degraded") == "VersionLoadFailed",
-            timeout=60,
-            what="VersionLoadFailed",
-        )
-        sm = get(kube, namespace, "vision")
+        sm = kube.wait_condition("servedmodel", "vision", namespace, "Degraded", reason="VersionLoadFailed")
         assert condition(sm, "Ready")["status"] == "True"  # version 1 still serves
         status, message = health(script, sm)
         assert status == "Degraded"
@@ -219,14 +201,7 @@ def test_storage_conflict_while_serving(kube, operator, namespace, script):
     # A ReadWriteOnce claim for two model servers: pods on another node could never mount it.
     kube.apply(pvc("models", namespace).replace("ReadWriteMany", "ReadWriteOnce"))
     kube.apply(servedmodel("rwo", namespace, replicas=2))
-    sm = eventually(
-        lambda: (
-            condition(get(kube, namespace, "rwo"), "StorageConflict").get("status") == "True"
-            and get(kube, namespace, "rwo")
-        ),
-        timeout=60,
-        what="StorageConflict",
-    )
+    sm = kube.wait_condition("servedmodel", "rwo", namespace, "StorageConflict", status="True")
     status, message = health(script, sm)
     assert status == "Degraded"
     assert message.startswith(

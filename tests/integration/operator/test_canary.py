@@ -70,18 +70,9 @@ def test_canary_then_promote(kube, operator, model_servers, namespace):
     # on 3, and says so; test_model_server_status shows the label moving once 4 is AVAILABLE.
     config = kube.get("configmap", "m-config", namespace)["data"]["models.config"]
     assert "specific { versions: 3 versions: 4 }" in config and 'key: "stable" value: 3' in config
-    eventually(
-        lambda: (
-            condition(kube.get("servedmodel", "m", namespace), "Progressing").get("reason") == "LabelsPending"
-        ),
-        what="LabelsPending",
-    )
-    sm = eventually(
-        lambda: (
-            "canary" not in kube.get("servedmodel", "m", namespace)["status"]
-            and kube.get("servedmodel", "m", namespace)
-        ),
-        what="canary gone from status",
+    kube.wait_condition("servedmodel", "m", namespace, "Progressing", reason="LabelsPending")
+    sm = kube.wait_until(
+        "servedmodel", "m", namespace, lambda sm: "canary" not in sm["status"], what="canary gone from status"
     )
     assert kube.get("service", "m", namespace) is not None
 

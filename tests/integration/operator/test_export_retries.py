@@ -19,17 +19,25 @@ pytestmark = pytest.mark.integration
 NOWHERE = {"servedmodel.io/test-node": "none"}  # no node has it: export pods stay unscheduled
 
 
-def test_a_permanent_exit_code_fails_the_job_at_once(kube, operator, namespace):
+def unscheduled_export(kube, namespace: str, export: dict, **spec) -> tuple[dict, dict]:
+    """ServedModel iris with `export`, its export pods kept off every node: (the Job, its first pod)."""
     kube.apply(pvc("models", namespace))
-    kube.apply(
-        servedmodel(
-            "iris",
-            namespace,
-            nodeSelector=NOWHERE,
-            export={"source": {"path": "incoming/iris.keras"}, "backoffLimit": 3},
-        )
+    kube.apply(servedmodel("iris", namespace, nodeSelector=NOWHERE, export=export, **spec))
+    return wait_export_pod(kube, namespace)
+
+
+def set_server_version(kube, namespace: str, version: str, check: bool = True):
+    """`kubectl patch` of ServedModel iris's spec.serverVersion (a merge patch, as a user would write it)."""
+    patch = json.dumps({"spec": {"serverVersion": version}})
+    return kube.kubectl(
+        "-n", namespace, "patch", "servedmodel", "iris", "--type=merge", "-p", patch, check=check
     )
-    job, pod = wait_export_pod(kube, namespace)
+
+
+def test_a_permanent_exit_code_fails_the_job_at_once(kube, operator, namespace):
+    job, pod = unscheduled_export(
+        kube, namespace, {"source": {"path": "incoming/iris.keras"}, "backoffLimit": 3}
+    )
     name = job["metadata"]["name"]
     assert job["spec"]["podFailurePolicy"]["rules"][0]["onExitCodes"]["values"] == [2, 3, 4, 5, 7]
     assert job["spec"]["template"]["spec"]["securityContext"]["fsGroupChangePolicy"] == "OnRootMismatch"
@@ -37,12 +45,8 @@ def test_a_permanent_exit_code_fails_the_job_at_once(kube, operator, namespace):
     result = {"ok": False, "error": error, "exit_code": 3}
     exporter_exited(kube, namespace, pod["metadata"]["name"], 3, json.dumps(result), phase="Failed")
 
-    failed = eventually(
-        lambda: (
-            condition(kube.get("job", name, namespace), "Failed").get("status") == "True"
-            and kube.get("job", name, namespace)
-        ),
-        what="Job failed by its pod failure policy",
+    failed = kube.wait_condition(
+        "job", name, namespace, "Failed", status="True", what="Job failed by its pod failure policy"
     )
     assert condition(failed, "Failed")["reason"] == "PodFailurePolicy"
     assert len(job_pods(kube, namespace, name)) == 1  # no retry, although backoffLimit allows 3
@@ -54,16 +58,9 @@ def test_a_permanent_exit_code_fails_the_job_at_once(kube, operator, namespace):
 def test_a_transient_exit_code_is_retried_and_the_retry_reports_the_published_version(
     kube, operator, namespace
 ):
-    kube.apply(pvc("models", namespace))
-    kube.apply(
-        servedmodel(
-            "iris",
-            namespace,
-            nodeSelector=NOWHERE,
-            export={"source": {"url": "http://models.invalid/iris.keras"}, "backoffLimit": 2},
-        )
+    job, first = unscheduled_export(
+        kube, namespace, {"source": {"url": "http://models.invalid/iris.keras"}, "backoffLimit": 2}
     )
-    job, first = wait_export_pod(kube, namespace)
     name = job["metadata"]["name"]
     result = {"ok": False, "error": "version 4 was published, but retention failed: ...", "exit_code": 6}
     # Published, then retention failed (6): the Job controller retries.
@@ -160,27 +157,16 @@ def test_an_export_by_a_newer_tensorflow_than_the_server_is_reported(kube, opera
     result = json.loads(result_file.read_text())
     exported_by = result["tensorflow_version"]
 
-    kube.apply(pvc("models", namespace))
-    kube.apply(
-        servedmodel(
-            "iris",
-            namespace,
-            nodeSelector=NOWHERE,
-            image="registry.example/serving:custom",
-            serverVersion="2.18.0",
-            export={"source": {"path": "incoming/iris.keras"}},
-        )
+    _, pod = unscheduled_export(
+        kube,
+        namespace,
+        {"source": {"path": "incoming/iris.keras"}},
+        image="registry.example/serving:custom",
+        serverVersion="2.18.0",
     )
-    _, pod = wait_export_pod(kube, namespace)
     exporter_exited(kube, namespace, pod["metadata"]["name"], 0, result_file.read_text(), "Succeeded", "x")
-    sm = eventually(
-        lambda: (
-            condition(kube.get("servedmodel", "iris", namespace), "Exported").get("reason")
-            == "ExportedByNewerTensorFlow"
-            and kube.get("servedmodel", "iris", namespace)
-        ),
-        timeout=90,
-        what="ExportedByNewerTensorFlow",
+    sm = kube.wait_condition(
+        "servedmodel", "iris", namespace, "Exported", reason="ExportedByNewerTensorFlow", timeout=90
     )
     assert sm["status"]["export"]["tensorflowVersion"] == exported_by
     message = condition(sm, "Exported")["message"]
@@ -190,33 +176,10 @@ def test_an_export_by_a_newer_tensorflow_than_the_server_is_reported(kube, opera
     assert "ExportedByNewerTensorFlow" in [e["reason"] for e in kube.events(namespace, "iris")]
 
     # Declaring the server's real release (the exporter's) clears the warning.
-    kube.kubectl(
-        "-n",
-        namespace,
-        "patch",
-        "servedmodel",
-        "iris",
-        "--type=merge",
-        "-p",
-        json.dumps({"spec": {"serverVersion": exported_by}}),
-    )
-    eventually(
-        lambda: (
-            condition(kube.get("servedmodel", "iris", namespace), "Exported").get("reason")
-            == "ExportSucceeded"
-        ),
-        what="warning cleared",
+    set_server_version(kube, namespace, exported_by)
+    kube.wait_condition(
+        "servedmodel", "iris", namespace, "Exported", reason="ExportSucceeded", what="warning cleared"
     )
     # A release the schema cannot read is refused by the API server.
-    refused = kube.kubectl(
-        "-n",
-        namespace,
-        "patch",
-        "servedmodel",
-        "iris",
-        "--type=merge",
-        "-p",
-        json.dumps({"spec": {"serverVersion": "latest"}}),
-        check=False,
-    )
+    refused = set_server_version(kube, namespace, "latest", check=False)
     assert refused.returncode != 0 and "serverVersion" in refused.stderr

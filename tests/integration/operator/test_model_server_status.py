@@ -16,10 +16,6 @@ from tfservinghelpers import model_server_double, publish
 pytestmark = pytest.mark.integration
 
 
-def versions(kube, namespace: str, name: str):
-    return ((kube.get("servedmodel", name, namespace) or {}).get("status") or {}).get("versions")
-
-
 def test_versions_and_load_failures_come_from_the_model_server(kube, operator, namespace, tmp_path):
     volume, config = tmp_path / "volume", tmp_path / "models.config"
     publish(volume, "vision", 1)
@@ -28,12 +24,11 @@ def test_versions_and_load_failures_come_from_the_model_server(kube, operator, n
     kube.apply(servedmodel("vision", namespace, ports={"grpc": grpc, "rest": rest}))
 
     with model_server_double(kube, namespace, "vision", volume, config, grpc, rest):
-        sm = eventually(
-            lambda: (
-                versions(kube, namespace, "vision") == [{"version": 1, "state": "AVAILABLE"}]
-                and kube.get("servedmodel", "vision", namespace)
-            ),
-            timeout=60,
+        sm = kube.wait_until(
+            "servedmodel",
+            "vision",
+            namespace,
+            lambda sm: (sm.get("status") or {}).get("versions") == [{"version": 1, "state": "AVAILABLE"}],
             what="version 1",
         )
         ready = condition(sm, "Ready")
@@ -42,15 +37,7 @@ def test_versions_and_load_failures_come_from_the_model_server(kube, operator, n
 
         # A broken new version: TF Serving keeps serving 1 and reports the failed load.
         publish(volume, "vision", 2, complete=False)
-        sm = eventually(
-            lambda: (
-                condition(kube.get("servedmodel", "vision", namespace), "Degraded").get("reason")
-                == "VersionLoadFailed"
-                and kube.get("servedmodel", "vision", namespace)
-            ),
-            timeout=60,
-            what="VersionLoadFailed",
-        )
+        sm = kube.wait_condition("servedmodel", "vision", namespace, "Degraded", reason="VersionLoadFailed")
         assert "version 2 failed to load" in condition(sm, "Degraded")["message"]
         assert "Could not find SavedModel" in condition(sm, "Degraded")["message"]
         assert condition(sm, "Ready")["status"] == "True"
@@ -66,22 +53,12 @@ def test_versions_and_load_failures_come_from_the_model_server(kube, operator, n
                 versionPolicy={"specific": {"versions": [1, 3]}},
             )
         )
-        sm = eventually(
-            lambda: (
-                condition(kube.get("servedmodel", "vision", namespace), "Ready").get("reason")
-                == "VersionsNotAvailable"
-                and kube.get("servedmodel", "vision", namespace)
-            ),
-            timeout=60,
-            what="VersionsNotAvailable",
-        )
+        sm = kube.wait_condition("servedmodel", "vision", namespace, "Ready", reason="VersionsNotAvailable")
         assert "3 is" in condition(sm, "Ready")["message"]
 
         publish(volume, "vision", 3)
-        eventually(
-            lambda: condition(kube.get("servedmodel", "vision", namespace), "Ready").get("status") == "True",
-            timeout=60,
-            what="Ready once 3 loads",
+        kube.wait_condition(
+            "servedmodel", "vision", namespace, "Ready", status="True", what="Ready once 3 loads"
         )
 
 
@@ -113,11 +90,7 @@ def test_a_moved_label_waits_until_its_version_is_available(kube, operator, name
         allow_version_labels_for_unavailable_models=True,
         load_delay_seconds=3,
     ) as double:
-        eventually(
-            lambda: condition(kube.get("servedmodel", "ranker", namespace), "Ready").get("status") == "True",
-            timeout=60,
-            what="Ready on 3",
-        )
+        kube.wait_condition("servedmodel", "ranker", namespace, "Ready", status="True", what="Ready on 3")
         publish(volume, "ranker", 4)
         kube.apply(
             servedmodel(
@@ -159,14 +132,8 @@ def test_an_unreachable_model_server_shows_in_status_and_ready_is_not_assumed(
     model_servers.down.add((namespace, "dark"))
     try:
         kube.apply(servedmodel("dark", namespace))
-        sm = eventually(
-            lambda: (
-                condition(kube.get("servedmodel", "dark", namespace), "Ready").get("reason")
-                == "ModelServerUnreachable"
-                and kube.get("servedmodel", "dark", namespace)
-            ),
-            timeout=90,
-            what="ModelServerUnreachable",
+        sm = kube.wait_condition(
+            "servedmodel", "dark", namespace, "Ready", reason="ModelServerUnreachable", timeout=90
         )
         ready = condition(sm, "Ready")
         assert ready["status"] == "Unknown"
@@ -175,22 +142,22 @@ def test_an_unreachable_model_server_shows_in_status_and_ready_is_not_assumed(
         assert "versions" not in sm["status"]
         # A spec edit still reaches the Deployment: no reconcile waits for the silent server.
         kube.apply(servedmodel("dark", namespace, podAnnotations={"edit": "1"}))
-        eventually(
-            lambda: (
-                (
-                    kube.get("deployment", "dark", namespace)["spec"]["template"]["metadata"].get(
-                        "annotations", {}
-                    )
-                ).get("edit")
-                == "1"
-            ),
-            timeout=15,
+        kube.wait_until(
+            "deployment",
+            "dark",
+            namespace,
+            lambda d: d["spec"]["template"]["metadata"].get("annotations", {}).get("edit") == "1",
             what="the edit applied",
+            timeout=15,
         )
     finally:
         model_servers.down.discard((namespace, "dark"))
-    eventually(
-        lambda: condition(kube.get("servedmodel", "dark", namespace), "Ready").get("status") == "True",
+    kube.wait_condition(
+        "servedmodel",
+        "dark",
+        namespace,
+        "Ready",
+        status="True",
         timeout=120,
         what="Ready once the server answers (after the poller's backoff)",
     )

@@ -11,13 +11,6 @@ from localcluster import OPERATOR_USER
 pytestmark = pytest.mark.integration
 
 
-def _ready(kube, namespace: str, name: str):
-    sm = kube.get("servedmodel", name, namespace)
-    cond = condition(sm, "Ready")
-    assert cond.get("status") == "True", f"Ready is {cond}"
-    return sm
-
-
 def test_servedmodel_becomes_a_serving_deployment(kube, operator, namespace):
     kube.apply(pvc("models", namespace))
     kube.apply(
@@ -30,7 +23,7 @@ def test_servedmodel_becomes_a_serving_deployment(kube, operator, namespace):
         )
     )
 
-    sm = eventually(lambda: _ready(kube, namespace, "resnet"), timeout=90, what="Ready=True")
+    sm = kube.wait_condition("servedmodel", "resnet", namespace, "Ready", status="True", timeout=90)
     status = sm["status"]
     assert status["observedGeneration"] == sm["metadata"]["generation"]
     assert status["modelName"] == "resnet"
@@ -90,7 +83,7 @@ def test_servedmodel_becomes_a_serving_deployment(kube, operator, namespace):
 def test_spec_change_propagates_and_config_change_does_not_restart(kube, operator, namespace):
     kube.apply(pvc("models", namespace))
     kube.apply(servedmodel("m", namespace))
-    eventually(lambda: _ready(kube, namespace, "m"), timeout=90, what="Ready")
+    kube.wait_condition("servedmodel", "m", namespace, "Ready", status="True", timeout=90)
     template_before = kube.get("deployment", "m", namespace)["spec"]["template"]
 
     # A version policy change is hot-reloaded by TF Serving: ConfigMap changes, pod template does not.
@@ -120,7 +113,9 @@ def test_spec_change_propagates_and_config_change_does_not_restart(kube, operato
         ),
         what="args updated",
     )
-    sm = eventually(lambda: _ready(kube, namespace, "m"), timeout=90, what="Ready after rollout")
+    sm = kube.wait_condition(
+        "servedmodel", "m", namespace, "Ready", status="True", timeout=90, what="Ready after rollout"
+    )
     assert sm["status"]["observedGeneration"] == sm["metadata"]["generation"] == 3
     assert sm["status"]["versionPolicy"] == "latest:3"
 
@@ -128,7 +123,7 @@ def test_spec_change_propagates_and_config_change_does_not_restart(kube, operato
 def test_drift_is_corrected_and_foreign_fields_kept(kube, operator, namespace):
     kube.apply(pvc("models", namespace))
     kube.apply(servedmodel("d", namespace))
-    eventually(lambda: _ready(kube, namespace, "d"), timeout=90, what="Ready")
+    kube.wait_condition("servedmodel", "d", namespace, "Ready", status="True", timeout=90)
 
     # Hand edits: a field we own is changed, a foreign label is added.
     kube.kubectl(
@@ -192,7 +187,7 @@ def test_deleting_the_servedmodel_garbage_collects_children(kube, operator, name
 def test_no_write_when_nothing_changed(kube, operator, cluster, namespace):
     kube.apply(pvc("models", namespace))
     kube.apply(servedmodel("quiet", namespace))
-    eventually(lambda: _ready(kube, namespace, "quiet"), timeout=90, what="Ready")
+    kube.wait_condition("servedmodel", "quiet", namespace, "Ready", status="True", timeout=90)
     time.sleep(2)  # let the last status write land before the quiet window starts
     since = time.time()
     log_before = operator.log_text()
@@ -209,13 +204,7 @@ def test_no_write_when_nothing_changed(kube, operator, cluster, namespace):
 
 def test_missing_pvc_is_reported_and_nothing_is_created(kube, operator, namespace):
     kube.apply(servedmodel("nopvc", namespace))
-    sm = eventually(
-        lambda: (
-            condition(kube.get("servedmodel", "nopvc", namespace), "Ready").get("reason") == "StorageNotFound"
-            and kube.get("servedmodel", "nopvc", namespace)
-        ),
-        what="StorageNotFound",
-    )
+    sm = kube.wait_condition("servedmodel", "nopvc", namespace, "Ready", reason="StorageNotFound")
     ready = condition(sm, "Ready")
     assert ready["status"] == "False" and "models" in ready["message"]
     assert condition(sm, "Degraded")["status"] == "True"
@@ -225,20 +214,16 @@ def test_missing_pvc_is_reported_and_nothing_is_created(kube, operator, namespac
     assert any(e["reason"] == "StorageNotFound" and e["type"] == "Warning" for e in events)
 
     kube.apply(pvc("models", namespace))  # creating the claim is enough: no edit of the ServedModel
-    eventually(lambda: _ready(kube, namespace, "nopvc"), timeout=90, what="Ready after PVC")
+    kube.wait_condition(
+        "servedmodel", "nopvc", namespace, "Ready", status="True", timeout=90, what="Ready after PVC"
+    )
 
 
 def test_rejected_by_api_server_is_reported(kube, operator, namespace):
     """A spec the schema accepts but the API server rejects in the Deployment: a condition, no crash loop."""
     kube.apply(pvc("models", namespace))
     kube.apply(servedmodel("bad", namespace, env=[{"name": "X", "valueFrom": {"fieldRef": {}}}]))
-    sm = eventually(
-        lambda: (
-            condition(kube.get("servedmodel", "bad", namespace), "Ready").get("reason") == "ApplyFailed"
-            and kube.get("servedmodel", "bad", namespace)
-        ),
-        what="ApplyFailed",
-    )
+    sm = kube.wait_condition("servedmodel", "bad", namespace, "Ready", reason="ApplyFailed")
     assert "Deployment" in condition(sm, "Ready")["message"]
     assert operator.proc.poll() is None
     # Nothing half-created: the API server judged every child (a dry run) before any was written, so there

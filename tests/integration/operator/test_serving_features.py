@@ -7,7 +7,7 @@ import subprocess
 import threading
 
 import pytest
-from kubehelpers import condition, eventually, pvc, servedmodel
+from kubehelpers import eventually, pvc, servedmodel
 
 pytestmark = pytest.mark.integration
 
@@ -48,18 +48,16 @@ def test_autoscaling_hpa_pdb_and_back(kube, operator, namespace):
 
     # The autoscaler (played here by hand: no metrics server runs) sets replicas; the operator leaves them be.
     kube.kubectl("-n", namespace, "scale", "deployment", "scaled", "--replicas=4")
-    sm = eventually(
-        lambda: (
-            (kube.get("servedmodel", "scaled", namespace) or {}).get("status", {}).get("replicas") == 4
-            and kube.get("servedmodel", "scaled", namespace)
-        ),
+    sm = kube.wait_until(
+        "servedmodel",
+        "scaled",
+        namespace,
+        lambda sm: sm.get("status", {}).get("replicas") == 4,
         what="status follows the HPA",
     )
     assert kube.get("deployment", "scaled", namespace)["spec"]["replicas"] == 4
-    eventually(
-        lambda: condition(kube.get("servedmodel", "scaled", namespace), "Ready").get("status") == "True",
-        timeout=60,
-        what="Ready at 4 replicas",
+    kube.wait_condition(
+        "servedmodel", "scaled", namespace, "Ready", status="True", what="Ready at 4 replicas"
     )
     assert sm["status"]["observedGeneration"] == sm["metadata"]["generation"]
 
@@ -120,7 +118,9 @@ def test_turning_autoscaling_on_and_off_never_drops_replicas(kube, operator, nam
     "transferring ownership"): sampled by a watch, the Deployment's replicas never fall below what runs."""
     kube.apply(pvc("models", namespace))
     kube.apply(servedmodel("handover", namespace, replicas=3))
-    eventually(lambda: _ready(kube, namespace, "handover"), timeout=90, what="Ready at 3 replicas")
+    kube.wait_condition(
+        "servedmodel", "handover", namespace, "Ready", status="True", timeout=90, what="Ready at 3 replicas"
+    )
 
     sampler = ReplicaSampler(kube, namespace, "handover")
     try:
@@ -151,10 +151,6 @@ def test_turning_autoscaling_on_and_off_never_drops_replicas(kube, operator, nam
     finally:
         off = sampler.stop()
     assert set(off) <= {3, 4} and off[-1] == 4, f"spec.replicas through the switch back: {off}"
-
-
-def _ready(kube, namespace: str, name: str) -> bool:
-    return condition(kube.get("servedmodel", name, namespace), "Ready").get("status") == "True"
 
 
 def _current(kube, namespace: str, name: str) -> bool:
@@ -224,11 +220,7 @@ def test_gpu_model_server_gets_the_gpu_image_and_lands_on_a_gpu_node(kube, opera
     pod_spec = dep["spec"]["template"]["spec"]
     assert pod_spec["containers"][0]["image"].endswith("-gpu")
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod_spec["tolerations"]
-    eventually(
-        lambda: condition(kube.get("servedmodel", "gpu", namespace), "Ready").get("status") == "True",
-        timeout=90,
-        what="Ready",
-    )
+    kube.wait_condition("servedmodel", "gpu", namespace, "Ready", status="True", timeout=90)
     (pod,) = [
         p
         for p in kube.list("pods", namespace, "app.kubernetes.io/instance=gpu")

@@ -18,13 +18,7 @@ def _claim(namespace: str, modes: list[str]) -> str:
 def test_read_write_once_claim_with_several_replicas_is_reported(kube, operator, namespace):
     kube.apply(_claim(namespace, ["ReadWriteOnce"]))
     kube.apply(servedmodel("iris", namespace, replicas=2))
-    sm = eventually(
-        lambda: (
-            condition(kube.get("servedmodel", "iris", namespace), "StorageConflict").get("status") == "True"
-            and kube.get("servedmodel", "iris", namespace)
-        ),
-        what="StorageConflict",
-    )
+    sm = kube.wait_condition("servedmodel", "iris", namespace, "StorageConflict", status="True")
     conflict = condition(sm, "StorageConflict")
     assert conflict["reason"] == "ReadWriteOnceClaim"
     assert conflict["message"].startswith(

@@ -43,10 +43,8 @@ def test_operator_logs_no_token_and_no_secret_values(cluster, kube, operator, na
         timeout=90,
         what="withsecrets reconciled",
     )
-    eventually(
-        lambda: condition(kube.get("servedmodel", "rejected", ns), "Ready").get("reason") == "ApplyFailed",
-        timeout=90,
-        what="rejected reported",
+    kube.wait_condition(
+        "servedmodel", "rejected", ns, "Ready", reason="ApplyFailed", timeout=90, what="rejected reported"
     )
     dep = kube.get("deployment", "withsecrets", ns)
     assert dep["spec"]["template"]["spec"]["containers"][0]["env"] == env  # passed through, by reference

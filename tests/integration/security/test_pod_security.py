@@ -8,7 +8,7 @@ import json
 
 import pytest
 from exportjobs import export_jobs, job_pods, wait_export
-from kubehelpers import condition, eventually, pvc, servedmodel
+from kubehelpers import eventually, pvc, servedmodel
 
 pytestmark = pytest.mark.integration
 
@@ -54,11 +54,12 @@ def test_model_server_pods_pass_restricted(kube, operator, restricted):
             resources={"requests": {"cpu": "100m"}},
         )
     )
-    sm = eventually(
-        lambda: (
-            condition(kube.get("servedmodel", "secure", ns), "Ready").get("status") == "True"
-            and kube.get("servedmodel", "secure", ns)
-        ),
+    sm = kube.wait_condition(
+        "servedmodel",
+        "secure",
+        ns,
+        "Ready",
+        status="True",
         timeout=90,
         what="Ready in a restricted namespace",
     )
