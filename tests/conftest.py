@@ -29,12 +29,8 @@ SESSION_NAMESPACES = "t-"
 
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    cp = LocalCluster(workdir=tmp_path_factory.mktemp("controlplane"))
-    cp.start()
-    try:
+    with LocalCluster(workdir=tmp_path_factory.mktemp("controlplane")) as cp:
         yield cp
-    finally:
-        cp.stop()
 
 
 @pytest.fixture(scope="session")
@@ -49,40 +45,41 @@ def _store_credentials(name: str) -> tuple[str, str]:
     return (f"{name}-{secrets.token_hex(4)}", secrets.token_hex(20))
 
 
+def _object_store(host: str, folder: Path) -> ObjectStore:
+    """A store with fresh admin and read-only credentials; `with` starts it and stops it."""
+    return ObjectStore(
+        host,
+        folder,
+        credentials=_store_credentials("admin"),
+        read_only_credentials=_store_credentials("reader"),
+    )
+
+
 @pytest.fixture(scope="session")
 def object_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObjectStore]:
     """A real S3-compatible server (SeaweedFS, tools/controlplane/objectstore.py) on 127.0.0.1, anonymous
     access off. `.endpoint`, `.access_key`/`.secret_key` (every right), `.read_only_credentials` (read +
     list), `.client()`, `.env()` (AWS_* variables for a subprocess), `.create_bucket(name)`. Tests use
-    buckets of their own. Built from the Go module proxy on first use (cached); never skipped."""
-    store = ObjectStore(
-        "127.0.0.1",
-        tmp_path_factory.mktemp("objectstore"),
-        credentials=_store_credentials("admin"),
-        read_only_credentials=_store_credentials("reader"),
-    )
-    store.start()
-    try:
+    buckets of their own (the `bucket` fixture). Built from the Go module proxy on first use (cached); never
+    skipped."""
+    with _object_store("127.0.0.1", tmp_path_factory.mktemp("objectstore")) as store:
         yield store
-    finally:
-        store.stop()
 
 
 @pytest.fixture(scope="session")
 def node_object_store(real_node: RealNode, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObjectStore]:
     """As `object_store`, but bound to the real node's host-side address 10.200.N.1 (where the API server
     listens too), so pods on the real node reach it at `.endpoint`; never 0.0.0.0."""
-    store = ObjectStore(
-        real_node.slot.host_ip,
-        tmp_path_factory.mktemp("node-objectstore"),
-        credentials=_store_credentials("admin"),
-        read_only_credentials=_store_credentials("reader"),
-    )
-    store.start()
-    try:
+    with _object_store(real_node.slot.host_ip, tmp_path_factory.mktemp("node-objectstore")) as store:
         yield store
-    finally:
-        store.stop()
+
+
+@pytest.fixture
+def bucket(object_store: ObjectStore) -> str:
+    """A new bucket of the test's own in `object_store`."""
+    name = f"t-{uuid.uuid4().hex[:12]}"
+    object_store.create_bucket(name)
+    return name
 
 
 @pytest.fixture(scope="session")

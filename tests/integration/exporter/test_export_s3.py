@@ -11,7 +11,6 @@ import signal
 import socket
 import subprocess
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,13 +21,6 @@ from servedmodel_exporter.cli import main
 from servedmodel_exporter.errors import EXIT_OK, EXIT_PUBLISH, EXIT_USAGE, EXIT_VERSION_EXISTS
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def bucket(object_store) -> str:
-    name = f"t-{uuid.uuid4().hex[:12]}"
-    object_store.create_bucket(name)
-    return name
 
 
 @pytest.fixture

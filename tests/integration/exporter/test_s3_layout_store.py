@@ -3,18 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-import uuid
 
 import pytest
 from servedmodel_exporter.objectstore import layout
 from servedmodel_exporter.objectstore.layout import Marker, MarkerError, ObjectEntry
-
-
-@pytest.fixture
-def bucket(object_store) -> str:
-    name = f"t-{uuid.uuid4().hex[:12]}"
-    object_store.create_bucket(name)
-    return name
 
 
 def _marker(version: int) -> Marker:

@@ -6,7 +6,6 @@ exactly the unconditional writes such a store would accept."""
 from __future__ import annotations
 
 import threading
-import uuid
 
 import pytest
 from servedmodel_exporter.errors import VersionExistsError
@@ -23,13 +22,6 @@ def _ignoring_if_none_match(object_store):
 
     client.meta.events.register("before-sign.s3.PutObject", drop)
     return client
-
-
-@pytest.fixture
-def bucket(object_store) -> str:
-    name = f"t-{uuid.uuid4().hex[:12]}"
-    object_store.create_bucket(name)
-    return name
 
 
 def test_probe_detects_a_store_that_ignores_conditional_writes(object_store, bucket: str) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import uuid
 from pathlib import Path
 
 import pytest
@@ -19,9 +18,7 @@ BIG = 70 * 2**20  # above the 64 MiB multipart threshold: uploaded in parts
 
 
 @pytest.fixture
-def publisher(object_store) -> S3Publisher:
-    bucket = f"t-{uuid.uuid4().hex[:12]}"
-    object_store.create_bucket(bucket)
+def publisher(object_store, bucket: str) -> S3Publisher:
     return S3Publisher(
         S3Location(bucket, "pre", object_store.endpoint, object_store.region),
         "m",

@@ -5,17 +5,9 @@ from __future__ import annotations
 
 import urllib.error
 import urllib.request
-import uuid
 
 import pytest
 from botocore.exceptions import ClientError
-
-
-@pytest.fixture
-def bucket(object_store) -> str:
-    name = f"t-{uuid.uuid4().hex[:12]}"
-    object_store.create_bucket(name)
-    return name
 
 
 def test_bucket_put_list_and_conditional_create(object_store, bucket: str) -> None:
