@@ -403,14 +403,23 @@ class Reconciler:
         seen = self.poller.observed(poll_key)
         return seen.versions if seen.reachable and isinstance(seen.versions, SyncState) else None
 
-    async def _model_server_pods(self, key: Key, spec: ServedModelSpec) -> list[dict[str, Any]] | None:
-        """The model server pods (one LIST), or None when unreadable: the caller keeps what it knows."""
+    async def _model_server_pods(
+        self, key: Key, spec: ServedModelSpec, look_again: float | None
+    ) -> list[dict[str, Any]] | None:
+        """The model server pods (one LIST), or None when unreadable: the caller keeps what it knows.
+
+        What the pods show (a container that cannot start, a server with nothing to load) changes no
+        Deployment, so no watch event follows when it passes: the key is reconciled again after
+        `look_again` seconds (None: not needed)."""
         selector = ",".join(f"{k}={v}" for k, v in sorted(selector_labels(spec).items()))
         try:
-            return await asyncio.to_thread(self.api.list_pods, spec.namespace, selector)
+            pods = await asyncio.to_thread(self.api.list_pods, spec.namespace, selector)
         except (ApiError, requests.RequestException) as exc:
             log.warning("%s/%s: cannot read the model server pods: %s", key[0], key[1], exc)
             return None
+        if self.requeue is not None and look_again is not None:
+            self.requeue(key, look_again)
+        return pods
 
     async def _sidecar_start_failure(
         self,
@@ -423,11 +432,9 @@ class Reconciler:
         cannot start (a missing Secret or key, an unpullable image), which becomes the condition."""
         if deployment is None or next(c for c in conditions if c.type == st.READY).status:
             return conditions
-        pods = await self._model_server_pods(key, spec)
+        pods = await self._model_server_pods(key, spec, look_again=5.0)
         if pods is None:
             return conditions
-        if self.requeue is not None:
-            self.requeue(key, 5.0)  # a sidecar that cannot start changes no Deployment: look again
         failure = sidecar_start_failure(pods)
         return st.with_sync_state(conditions, True, failure) if failure else conditions
 
@@ -446,11 +453,9 @@ class Reconciler:
         counts = deployment.get("status") or {}
         if not counts.get("replicas") or counts.get("readyReplicas"):
             return conditions  # no pod to read, or one serves
-        pods = await self._model_server_pods(key, spec)
+        pods = await self._model_server_pods(key, spec, look_again=10.0)
         if pods is None:
             return conditions
-        if self.requeue is not None:
-            self.requeue(key, 10.0)  # a server starting without a version changes no Deployment: look again
         waiting = st.servers_without_a_version(pods, SERVER_CONTAINER)
         where = f"{spec.path or '/'} on claim {spec.claim_name!r}"
         return st.with_no_servable_version(conditions, waiting, spec.model_name, where)
@@ -505,12 +510,10 @@ class Reconciler:
         known = old.get("reference") == reference and old.get("mount") == mount and old.get("digest")
         if settled_now and settled_before and known:
             return conditions, st.image_status(reference, mount, why, {}, old)
-        pods = await self._model_server_pods(key, spec)
+        pods = await self._model_server_pods(key, spec, look_again=None if settled_now else 5.0)
         if pods is None:
             return conditions, st.image_status(reference, mount, why, {}, old)
         view = model_image.observe(pods, reference)
-        if self.requeue is not None and not settled_now:
-            self.requeue(key, 5.0)  # a pull that fails changes no Deployment: look again
         return st.with_image_pull_failure(conditions, view.failure), st.image_status(
             reference, mount, why, view.digests, old
         )

@@ -249,20 +249,16 @@ def build_status(
             old.get("conditions") or [], conditions, generation, now or now_rfc3339()
         ),
     }
-    if model_name is not None:
-        status["modelName"] = model_name
-    if version_policy is not None:
-        status["versionPolicy"] = version_policy
-    if endpoints is not None:
-        status["endpoints"] = endpoints
-    if export:
-        status["export"] = export
-    if versions is not None:
-        status["versions"] = versions
-    if canary is not None:
-        status["canary"] = canary
-    if image is not None:
-        status["image"] = image
+    known = {  # each field only when the caller knows it
+        "modelName": model_name,
+        "versionPolicy": version_policy,
+        "endpoints": endpoints,
+        "export": export or None,  # an empty record is no record
+        "versions": versions,
+        "canary": canary,
+        "image": image,
+    }
+    status.update((k, v) for k, v in known.items() if v is not None)
     if desired_replicas is not None:
         st = (deployment or {}).get("status") or {}
         status["replicas"] = desired_replicas

@@ -75,15 +75,19 @@ def pod(ready: bool, waiting: dict | None = None) -> dict:
     }
 
 
-def reconcile(api: Api, cache: Cache) -> dict:
-    asyncio.run(Reconciler(api=api, cache=cache).reconcile(("ns", "m")))
+def reconcile(api: Api, cache: Cache, requeues: list | None = None) -> dict:
+    reconciler = Reconciler(api=api, cache=cache)
+    if requeues is not None:
+        reconciler.requeue = lambda key, delay: requeues.append((key, delay))
+    asyncio.run(reconciler.reconcile(("ns", "m")))
     return api.status_patches[-1]["status"]
 
 
 def test_gate_off_renders_the_modelcar_and_a_missing_image_is_a_condition():
     message = f"failed to pull and unpack image {REF}: not found"
-    api = Api("off", [pod(False, {"reason": "ErrImagePull", "message": message})])
-    status = reconcile(api, Cache(servedmodel()))
+    api, requeues = Api("off", [pod(False, {"reason": "ErrImagePull", "message": message})]), []
+    status = reconcile(api, Cache(servedmodel()), requeues)
+    assert requeues == [(("ns", "m"), 5.0)]  # a failing pull changes no Deployment: looked at again
     template = api.live[("Deployment", "m")]["spec"]["template"]["spec"]
     assert template["initContainers"][0]["image"] == REF and template["shareProcessNamespace"] is True
     assert status["image"]["mount"] == "modelcar"
@@ -121,7 +125,9 @@ def test_the_digest_comes_from_ready_pods_and_a_settled_model_lists_none():
     deployment["status"] = {"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1, "readyReplicas": 1}
     others = (copy.deepcopy(o) for (kind, _), o in api.live.items() if kind != "Deployment")
     cache = Cache(sm, [deployment, *others])
-    status = reconcile(api, cache)
+    requeues: list = []
+    status = reconcile(api, cache, requeues)
+    assert requeues == []  # ready and rolled out: nothing to look at again
     assert status["image"]["digest"] == DIGEST
     assert status["image"]["servedDigests"] == [{"digest": DIGEST, "readyReplicas": 1}]
     listed = len(api.listed)
