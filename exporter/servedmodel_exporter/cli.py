@@ -394,14 +394,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     s3.add_argument("--region", help="the bucket's region (default: $AWS_REGION, else us-east-1)")
 
-    pub = commands.add_parser(
+    def command(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        """A subcommand with the common options; its description and examples are shown as written."""
+        return commands.add_parser(
+            name, parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs
+        )
+
+    pub = command(
         "publish",
-        parents=[common],
         help="export/verify a model and publish it as a new version",
         description="Export a Keras model (.keras, legacy .h5) or copy a SavedModel folder, verify it and "
         "publish it atomically as <base>/<model>/<version>/.",
         epilog=PUBLISH_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     pub.add_argument("source", help="a .keras or .h5 file, a SavedModel folder, or an http(s) URL of a file")
     destination = pub.add_mutually_exclusive_group(required=True)
@@ -480,15 +484,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     pub.set_defaults(command=_publish)
 
-    img = commands.add_parser(
+    img = command(
         "image",
-        parents=[common],
         help="push published versions as an OCI image (no container daemon needed)",
         description="Write the published versions of <base>/<model> as an OCI image (the versions under "
         "/models/<model>/<version>/, one layer each, and the 300-byte modelcar program; no OS layer) "
         "and push it to a registry with the OCI distribution API. The same versions give the same digest.",
         epilog=IMAGE_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     img.add_argument(
         "--from",
@@ -504,15 +506,13 @@ def _parser() -> argparse.ArgumentParser:
     img.add_argument("--oci-layout", type=Path, metavar="DIR", help="keep the image's OCI layout in DIR")
     img.set_defaults(command=_image)
 
-    lst = commands.add_parser(
+    lst = command(
         "list",
-        parents=[common],
         help="list published versions of a model (on a volume or in S3)",
         description="List the published versions of a model. In S3 only versions with a commit marker "
         "count; numbers that are claimed or partly uploaded are shown apart as incomplete.",
         epilog=f"examples:\n  {PROG} list --base-path /models --model iris --json\n"
         f"  {PROG} list --base-path s3://models/prod --model iris --endpoint-url http://127.0.0.1:8333",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     lst.add_argument(
         "--base-path", "--to", dest="base_path", required=True, metavar="DIR|s3://BUCKET/PREFIX",
@@ -521,13 +521,11 @@ def _parser() -> argparse.ArgumentParser:
     lst.add_argument("--model", required=True)
     lst.set_defaults(command=_list)
 
-    ins = commands.add_parser(
+    ins = command(
         "inspect",
-        parents=[common],
         help="show manifest and signatures of a version folder or of every version of a model folder",
         epilog=f"examples:\n  {PROG} inspect /models/iris/3\n  {PROG} inspect /models/iris --json\n"
         f"  {PROG} inspect s3://models/prod/iris/3 --endpoint-url http://127.0.0.1:8333",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ins.add_argument(
         "path",
@@ -535,15 +533,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     ins.set_defaults(command=_inspect)
 
-    gc = commands.add_parser(
+    gc = command(
         "gc",
-        parents=[common],
         help="remove what interrupted S3 publishes left (never a committed version)",
         description="Remove the objects and claims of versions that have no commit marker and were not "
         "written to for --older-than seconds: uploads that were killed. Such versions are never served; "
         "this only frees their space and numbers. Versions with a commit marker are never touched.",
         epilog=f"example:\n  {PROG} gc --to s3://models/prod --model iris --older-than 3600 --dry-run",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     gc.add_argument("--to", "--base-path", dest="to", required=True, metavar="s3://BUCKET/PREFIX")
     gc.add_argument("--model", required=True)

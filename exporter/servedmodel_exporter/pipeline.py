@@ -13,11 +13,11 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from . import manifest, models, signatures, warmup
 from .checkpoints import EXPORTED, STAGING_CREATED, SYNCED, VERIFIED, VERSION_CHOSEN, checkpoint
@@ -116,20 +116,7 @@ def _already_published(
         with model_dir.lock():
             cleaned = model_dir.clean_leftovers()  # what the crashed run that published it left
             removed = _prune(model_dir, request, version)
-    recorded = found.get("source") or {}
-    return PublishResult(
-        model=request.model,
-        version=version,
-        path=str(path),
-        source={"uri": source.uri, "kind": source.kind, "sha256": source.sha256} if source else recorded,
-        signatures=sorted(found.get("signatures") or {}),
-        max_abs_diff=(found.get("verification") or {}).get("max_abs_diff") or {},
-        warmup_records=found.get("warmup_records", 0),
-        removed_versions=removed,
-        cleaned_leftovers=cleaned,
-        already_published=True,
-        tensorflow_version=found.get("tensorflow_version", ""),
-    )
+    return _recorded_result(request, version, str(path), source, found, removed, cleaned)
 
 
 def _publish_staged(
@@ -142,25 +129,7 @@ def _publish_staged(
     cleaned: list[str],
 ) -> PublishResult:
     checkpoint(STAGING_CREATED)
-    with _step(f"writing SavedModel to {staging.path}"):
-        _write_saved_model(source, source_model, staging.path)
-    checkpoint(EXPORTED)
-    with _step("verifying the staged SavedModel"):
-        # staged_model must stay referenced while its function runs
-        staged_model, function = models.load_signature(staging.path, request.signature)
-        report = verify(
-            function, reference, request.signature, request.atol, request.rtol, request.sample_inputs
-        )
-    described = signatures.describe(staging.path)
-    with _step("writing signatures, warmup requests and manifest"):
-        _write_extras(
-            staging.path,
-            source,
-            described,
-            report,
-            request.warmup_records,
-            models.signature_predict(function),
-        )
+    described, report = _export_verified(request, source, source_model, reference, staging.path, "staged")
     checkpoint(VERIFIED)
     with _step("syncing to disk"):
         make_readable(staging.path)
@@ -186,18 +155,62 @@ def _publish_staged(
                 )
         log.info("published %s version %d at %s", request.model, version, path)
         removed = _prune(model_dir, request, version)
+    return _new_result(request, version, str(path), source, described, report, removed, cleaned)
+
+
+def _new_result(
+    request: PublishRequest,
+    version: int,
+    path: str,
+    source: Source,
+    described: dict[str, Any],
+    report: Report,
+    removed: list[int],
+    cleaned: list[str] | None = None,
+) -> PublishResult:
+    """The result of publishing `source` as the new `version` at `path` (a folder or an s3:// URL)."""
     return PublishResult(
         model=request.model,
         version=version,
-        path=str(path),
-        source={"uri": source.uri, "kind": source.kind, "sha256": source.sha256},
+        path=path,
+        source=_source_record(source),
         signatures=sorted(described),
         max_abs_diff=report.max_abs_diff,
         warmup_records=request.warmup_records,
         removed_versions=removed,
-        cleaned_leftovers=cleaned,
+        cleaned_leftovers=cleaned or [],
         tensorflow_version=models.tensorflow_version(),
     )
+
+
+def _recorded_result(
+    request: PublishRequest,
+    version: int,
+    path: str,
+    source: Source | None,
+    found: dict[str, Any],
+    removed: list[int],
+    cleaned: list[str] | None = None,
+) -> PublishResult:
+    """The result for a `version` already published from this source, from its manifest `found` (the
+    source as recorded there when this run did not fetch it)."""
+    return PublishResult(
+        model=request.model,
+        version=version,
+        path=path,
+        source=_source_record(source) if source else found.get("source") or {},
+        signatures=sorted(found.get("signatures") or {}),
+        max_abs_diff=(found.get("verification") or {}).get("max_abs_diff") or {},
+        warmup_records=found.get("warmup_records", 0),
+        removed_versions=removed,
+        cleaned_leftovers=cleaned or [],
+        already_published=True,
+        tensorflow_version=found.get("tensorflow_version", ""),
+    )
+
+
+def _source_record(source: Source) -> dict[str, str]:
+    return {"uri": source.uri, "kind": source.kind, "sha256": source.sha256}
 
 
 def _validate(request: PublishRequest) -> None:
@@ -222,6 +235,38 @@ def _load_source(source: Source, signature: str) -> tuple[object, models.Predict
         return loaded, models.signature_predict(function)
     model = models.load_keras(source)
     return model, models.keras_predict(model)
+
+
+def _export_verified(
+    request: PublishRequest,
+    source: Source,
+    source_model: object,
+    reference: models.Predict,
+    folder: Path,
+    what: str,
+) -> tuple[dict[str, Any], Report]:
+    """Write the SavedModel into `folder` (a volume's staging folder, or a local one to upload), check it
+    against the source, and add signatures, warmup requests and manifest: (signatures, parity report)."""
+    with _step(f"writing SavedModel to {folder}"):
+        _write_saved_model(source, source_model, folder)
+    checkpoint(EXPORTED)
+    with _step(f"verifying the {what} SavedModel"):
+        # staged_model must stay referenced while its function runs
+        staged_model, function = models.load_signature(folder, request.signature)
+        report = verify(
+            function, reference, request.signature, request.atol, request.rtol, request.sample_inputs
+        )
+    described = signatures.describe(folder)
+    with _step("writing signatures, warmup requests and manifest"):
+        _write_extras(
+            folder,
+            source,
+            described,
+            report,
+            request.warmup_records,
+            models.signature_predict(function),
+        )
+    return described, report
 
 
 def _write_saved_model(source: Source, source_model: object, destination: Path) -> None:
@@ -251,11 +296,17 @@ def _write_extras(
         raise PublishError(f"cannot write {assets_extra}: {exc.strerror or exc}") from exc
 
 
-def _prune(model_dir: ModelDir, request: PublishRequest, version: int) -> list[int]:
+class _Versions(Protocol):
+    """Where versions are published (a ModelDir on a volume, an S3Publisher): what retention needs."""
+
+    def prune(self, keep: int, pins: Iterable[int], protect: int) -> list[int]: ...
+
+
+def _prune(versions: _Versions, request: PublishRequest, version: int) -> list[int]:
     if request.keep is None:
         return []
     try:
-        return model_dir.prune(request.keep, request.pins, protect=version)
+        return versions.prune(request.keep, request.pins, protect=version)
     except PublishError as exc:
         raise PublishError(f"version {version} was published, but retention failed: {exc}") from exc
 

@@ -12,8 +12,8 @@ import logging
 import tempfile
 from pathlib import Path
 
-from . import manifest, models, signatures
-from .checkpoints import EXPORTED, VERIFIED, checkpoint
+from . import manifest
+from .checkpoints import VERIFIED, checkpoint
 from .errors import PublishError, VersionExistsError
 from .objectstore.layout import Marker
 from .objectstore.publisher import DEFAULT_GC_AGE, S3Publisher
@@ -22,14 +22,15 @@ from .pipeline import (
     PublishRequest,
     PublishResult,
     _disk,
+    _export_verified,
     _load_source,
+    _new_result,
+    _prune,
+    _recorded_result,
     _step,
     _validate,
-    _write_extras,
-    _write_saved_model,
 )
 from .sources import Source, resolve
-from .verify import verify
 
 log = logging.getLogger(__name__)
 
@@ -79,24 +80,9 @@ def publish_s3(request: PublishRequest, location: S3Location) -> PublishResult:
         staging = Path(work) / "version"
         with _disk("the temporary folder", Path(work)):
             staging.mkdir()
-            with _step(f"writing SavedModel to {staging}"):
-                _write_saved_model(source, source_model, staging)
-            checkpoint(EXPORTED)
-            with _step("verifying the exported SavedModel"):
-                staged_model, function = models.load_signature(staging, request.signature)
-                report = verify(
-                    function, reference, request.signature, request.atol, request.rtol, request.sample_inputs
-                )
-            described = signatures.describe(staging)
-            with _step("writing signatures, warmup requests and manifest"):
-                _write_extras(
-                    staging,
-                    source,
-                    described,
-                    report,
-                    request.warmup_records,
-                    models.signature_predict(function),
-                )
+            described, report = _export_verified(
+                request, source, source_model, reference, staging, "exported"
+            )
         checkpoint(VERIFIED)
         try:
             claim = publisher.claim(request.version, source.sha256)
@@ -123,17 +109,8 @@ def publish_s3(request: PublishRequest, location: S3Location) -> PublishResult:
             "published %s version %d at %s", request.model, claim.version, publisher.url_of(claim.version)
         )
         removed = _prune(publisher, request, claim.version)
-    return PublishResult(
-        model=request.model,
-        version=claim.version,
-        path=publisher.url_of(claim.version),
-        source={"uri": source.uri, "kind": source.kind, "sha256": source.sha256},
-        signatures=sorted(described),
-        max_abs_diff=report.max_abs_diff,
-        warmup_records=request.warmup_records,
-        removed_versions=removed,
-        tensorflow_version=models.tensorflow_version(),
-    )
+    url = publisher.url_of(claim.version)
+    return _new_result(request, claim.version, url, source, described, report, removed)
 
 
 def _await_twin(request: PublishRequest, publisher: S3Publisher, source: Source) -> PublishResult | None:
@@ -185,26 +162,4 @@ def _already_published(
     )
     found = (publisher.marker(version) or Marker(request.model, version, ())).manifest or {}
     removed = _prune(publisher, request, version)
-    return PublishResult(
-        model=request.model,
-        version=version,
-        path=publisher.url_of(version),
-        source={"uri": source.uri, "kind": source.kind, "sha256": source.sha256}
-        if source
-        else found.get("source") or {},
-        signatures=sorted(found.get("signatures") or {}),
-        max_abs_diff=(found.get("verification") or {}).get("max_abs_diff") or {},
-        warmup_records=found.get("warmup_records", 0),
-        removed_versions=removed,
-        already_published=True,
-        tensorflow_version=found.get("tensorflow_version", ""),
-    )
-
-
-def _prune(publisher: S3Publisher, request: PublishRequest, version: int) -> list[int]:
-    if request.keep is None:
-        return []
-    try:
-        return publisher.prune(request.keep, request.pins, protect=version)
-    except PublishError as exc:
-        raise PublishError(f"version {version} was published, but retention failed: {exc}") from exc
+    return _recorded_result(request, version, publisher.url_of(version), source, found, removed)

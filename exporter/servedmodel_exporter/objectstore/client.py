@@ -19,11 +19,16 @@ class ObjectStoreError(PublishError):
 
 def make_client(location: S3Location, **client_kwargs: Any):
     """A boto3 S3 client for ``location`` (credentials as boto3 finds them, unless given here)."""
+    return s3_client(location.endpoint_url, location.region, **client_kwargs)
+
+
+def s3_client(endpoint_url: str | None, region: str | None, **client_kwargs: Any) -> Any:
+    """A boto3 S3 client for the store at ``endpoint_url`` (None or "": AWS itself) in ``region``."""
     import boto3
     from botocore.config import Config
 
     config = Config(
-        s3={"addressing_style": "path" if location.endpoint_url else "auto"},
+        s3={"addressing_style": "path" if endpoint_url else "auto"},
         connect_timeout=5,
         read_timeout=60,
         retries={"mode": "standard", "max_attempts": 3},
@@ -31,10 +36,10 @@ def make_client(location: S3Location, **client_kwargs: Any):
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
     )
-    return boto3.session.Session().client(
+    return boto3.session.Session().client(  # a session of its own: the default one caches credentials
         "s3",
-        endpoint_url=location.endpoint_url,
-        region_name=location.region,
+        endpoint_url=endpoint_url or None,
+        region_name=region or None,
         config=config,
         **client_kwargs,
     )

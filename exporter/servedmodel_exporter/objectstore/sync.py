@@ -43,6 +43,7 @@ from typing import Any
 from ..errors import PublishError
 from ..publish import DELETING_PREFIX, ModelDir, fsync_tree, make_readable
 from . import layout
+from .client import s3_client
 
 log = logging.getLogger("servedmodel-sync")
 
@@ -375,28 +376,6 @@ def serve(state: State, port: int, host: str = "") -> ThreadingHTTPServer:
     return server
 
 
-def make_client(endpoint: str | None, region: str | None) -> Any:
-    """A boto3 S3 client; credentials as the AWS SDK finds them (env from the pod's Secret)."""
-    import boto3
-    from botocore.config import Config
-
-    config = Config(
-        retries={"max_attempts": 3, "mode": "standard"},
-        connect_timeout=5,
-        read_timeout=60,
-        s3={"addressing_style": "path"} if endpoint else {},
-        # Only what S3 requires: some S3-compatible stores reject the newer default checksums.
-        request_checksum_calculation="when_required",
-        response_checksum_validation="when_required",
-    )
-    return boto3.session.Session().client(  # a session of its own: the default one caches credentials
-        "s3",
-        endpoint_url=endpoint or None,
-        region_name=region or None,
-        config=config,
-    )
-
-
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="servedmodel-sync",
@@ -430,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"servedmodel-sync: --size-limit: {exc}", file=sys.stderr)
         return 2
     syncer = Syncer(
-        client=make_client(args.endpoint_url, args.region),
+        client=s3_client(args.endpoint_url, args.region),
         bucket=args.bucket,
         prefix=args.prefix.strip("/"),
         model=args.model,

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 from servedmodel_exporter.objectstore import layout
+from servedmodel_exporter.objectstore.client import s3_client
 from servedmodel_exporter.objectstore.sync import (
     Policy,
     Syncer,
-    make_client,
     quantity_bytes,
     read_policy,
     serve,
@@ -130,7 +130,7 @@ def s3_env(object_store, monkeypatch) -> None:
 
 @pytest.fixture
 def client(object_store, s3_env):
-    return make_client(object_store.endpoint, "us-east-1")
+    return s3_client(object_store.endpoint, "us-east-1")
 
 
 def syncer(client, where: Where, dest: Path, config: str = "", status_url: str = "", limit: str = "1Gi"):
@@ -252,7 +252,7 @@ def test_wrong_credentials_and_a_missing_bucket_are_the_stores_own_errors(
 ):
     upload(client, where, 1)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
-    wrong = syncer(make_client(object_store.endpoint, "us-east-1"), where, tmp_path / "a" / MODEL)
+    wrong = syncer(s3_client(object_store.endpoint, "us-east-1"), where, tmp_path / "a" / MODEL)
     state = wrong.sync_once()
     assert state.error is not None and not state.first_sync_done
     assert state.error.code in ("SignatureDoesNotMatch", "AccessDenied", "InvalidAccessKeyId"), state.error
