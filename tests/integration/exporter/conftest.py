@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import functools
-import http.server
 import json
 import os
 import subprocess
 import sys
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +16,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402  (after TF_CPP_MIN_LOG_LEVEL)
 import numpy as np  # noqa: E402
+from httpfolder import http_root  # noqa: E402, F401  (a fixture: a local HTTP server serving a folder)
 from servedmodel_exporter.checkpoints import PAUSE_MARKER  # noqa: E402
 from servedmodel_exporter.cli import main  # noqa: E402
 from servedmodel_exporter.publish import LOCK_NAME, parse_version  # noqa: E402
@@ -185,25 +183,3 @@ def assert_published() -> Callable[[Path, set[int]], None]:
             _check_complete(model_root / name)
 
     return check
-
-
-@pytest.fixture
-def http_root(tmp_path: Path) -> Iterator[tuple[Path, str]]:
-    """A real HTTP server on 127.0.0.1 serving a temporary folder: (folder, base URL)."""
-    root = tmp_path / "www"
-    root.mkdir()
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(root))
-    )
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield root, f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
