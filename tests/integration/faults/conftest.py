@@ -39,14 +39,10 @@ class Operator(OperatorProcess):
 
 @pytest.fixture(scope="package")
 def fcluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    cp = LocalCluster(workdir=tmp_path_factory.mktemp("faults-controlplane"))
-    cp.start()
-    try:
+    with LocalCluster(workdir=tmp_path_factory.mktemp("faults-controlplane")) as cp:
         Kube(cp).install_servedmodel_crd()
         grant_chart_rights(cp.kubectl, OPERATOR_USER, "faults-operator", chart_rules())
         yield cp
-    finally:
-        cp.stop()
 
 
 @pytest.fixture(scope="package")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
-from kubehelpers import Kube, condition
+from kubehelpers import Kube, OperatorProcess, condition, eventually, servedmodel
 from servedmodel_operator.constants import ANNOTATION_SPEC_HASH
 from servedmodel_operator.render import render
 from servedmodel_operator.spec import parse
@@ -75,3 +76,23 @@ def assert_converged(kube: Kube, namespace: str, ready: bool = True) -> bool:
     problems = convergence_problems(kube, namespace, ready)
     assert not problems, f"{len(problems)} problems, first: {problems[:8]}"
     return True
+
+
+def wait_converged(
+    kube: Kube, namespace: str, what: str, timeout: float = 60, interval: float = 0.5, ready: bool = True
+) -> None:
+    """Until `namespace` is converged (see `convergence_problems`); on timeout, the problems left."""
+    eventually(
+        lambda: assert_converged(kube, namespace, ready), timeout=timeout, interval=interval, what=what
+    )
+
+
+def start_serving(
+    spawn_operator: Callable[..., OperatorProcess], kube: Kube, namespace: str, model: str, operator: str
+) -> OperatorProcess:
+    """An operator of the test's own (named `operator`), live, with ServedModel `model` applied and served."""
+    op = spawn_operator(name=operator)
+    op.wait_live()
+    apply_many(kube, [servedmodel(model, namespace)])
+    wait_converged(kube, namespace, f"{model} served")
+    return op

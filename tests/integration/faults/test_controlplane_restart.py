@@ -7,7 +7,7 @@ The same operator process (same pid, never restarted) must see a ServedModel cre
 from __future__ import annotations
 
 import pytest
-from faulthelpers import apply_many, assert_converged
+from faulthelpers import apply_many, start_serving, wait_converged
 from kubehelpers import eventually, servedmodel
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -15,10 +15,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 def test_operator_survives_apiserver_and_etcd_restarts(fcluster, fkube, fnamespace, spawn_operator):
     ns = fnamespace
-    op = spawn_operator(name="restarts")
-    op.wait_live()
-    apply_many(fkube, [servedmodel("before", ns)])
-    eventually(lambda: assert_converged(fkube, ns), timeout=60, what="first ServedModel served")
+    op = start_serving(spawn_operator, fkube, ns, "before", operator="restarts")
 
     fcluster.restart_apiserver(down_seconds=3)
     assert op.alive(), op.tail()
@@ -29,22 +26,14 @@ def test_operator_survives_apiserver_and_etcd_restarts(fcluster, fkube, fnamespa
             servedmodel("before", ns, podAnnotations={"edited": "after-apiserver-restart"}),
         ],
     )
-    eventually(
-        lambda: assert_converged(fkube, ns),
-        timeout=120,
-        interval=2,
-        what="ServedModels created/edited after the API server restart served",
+    wait_converged(
+        fkube, ns, "ServedModels created/edited after the API server restart served", timeout=120, interval=2
     )
 
     fcluster.restart_etcd(down_seconds=3)
     assert op.alive(), op.tail()
     apply_many(fkube, [servedmodel("after-etcd", ns)])
-    eventually(
-        lambda: assert_converged(fkube, ns),
-        timeout=120,
-        interval=2,
-        what="ServedModel created after the etcd restart served",
-    )
+    wait_converged(fkube, ns, "ServedModel created after the etcd restart served", timeout=120, interval=2)
 
     # A hand edit after both restarts is still noticed: the child watches reconnected too.
     fkube.kubectl(

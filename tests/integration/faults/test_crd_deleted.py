@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from faulthelpers import apply_many, assert_converged
+from faulthelpers import apply_many, wait_converged
 from kubehelpers import SERVEDMODEL_CRD_NAME, eventually, servedmodel
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -40,11 +40,7 @@ def test_operator_waits_for_a_deleted_crd_and_resumes_when_it_returns(
     apply_many(fkube, [servedmodel("before", ns)])
     # Reconciled (children rendered, status for the current generation); whether kwok's pods are Ready
     # yet does not matter here.
-    eventually(
-        lambda: assert_converged(fkube, ns, ready=False),
-        timeout=120,
-        what="reconciled before the CRD is deleted",
-    )
+    wait_converged(fkube, ns, "reconciled before the CRD is deleted", timeout=120, ready=False)
 
     try:
         # Deleting the CRD deletes every ServedModel; their children go with them (owner references).
@@ -59,12 +55,7 @@ def test_operator_waits_for_a_deleted_crd_and_resumes_when_it_returns(
 
     eventually(says(op, RESUMED), timeout=120, interval=1, what="the operator to see the CRD again")
     apply_many(fkube, [servedmodel("after", ns)])
-    eventually(
-        lambda: assert_converged(fkube, ns, ready=False),
-        timeout=120,
-        interval=1,
-        what="reconciled after the CRD is back",
-    )
+    wait_converged(fkube, ns, "reconciled after the CRD is back", timeout=120, interval=1, ready=False)
     deployment = fkube.get("deployment", "after", ns)
     assert deployment is not None
     assert deployment["spec"]["template"]["spec"]["containers"][0]["name"] == "tensorflow-serving"
@@ -83,7 +74,7 @@ def test_operator_started_before_its_crd_waits_for_it(fcluster, fkube, fnamespac
     eventually(says(op, STARTING), timeout=60, interval=1, what="the operator to start")
     op.wait_live()
     apply_many(fkube, [servedmodel("late", ns)])
-    eventually(lambda: assert_converged(fkube, ns, ready=False), timeout=120, interval=1, what="reconciled")
+    wait_converged(fkube, ns, "reconciled", timeout=120, interval=1, ready=False)
     deployment = fkube.get("deployment", "late", ns)
     assert deployment is not None
     assert deployment["spec"]["template"]["spec"]["containers"][0]["name"] == "tensorflow-serving"

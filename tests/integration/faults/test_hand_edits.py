@@ -8,8 +8,8 @@ import json
 import time
 
 import pytest
-from faulthelpers import apply_many, assert_converged
-from kubehelpers import condition, eventually, servedmodel
+from faulthelpers import assert_converged, start_serving
+from kubehelpers import condition, eventually
 from localcluster import OPERATOR_USER
 
 pytestmark = pytest.mark.integration
@@ -29,9 +29,7 @@ def _writes(cluster, namespace: str, since: float) -> list[tuple[str, str, str]]
 
 def test_all_children_deleted_at_once_and_forged_status_are_restored(fkube, fnamespace, spawn_operator):
     ns = fnamespace
-    spawn_operator(name="drift").wait_live()
-    apply_many(fkube, [servedmodel("x", ns)])
-    eventually(lambda: assert_converged(fkube, ns), timeout=60, what="served")
+    start_serving(spawn_operator, fkube, ns, "x", operator="drift")
     uids = {
         k: fkube.get(k, n, ns)["metadata"]["uid"]
         for k, n in (("deployment", "x"), ("service", "x"), ("configmap", "x-config"))
@@ -88,10 +86,7 @@ def test_rollout_restart_and_foreign_annotations_are_kept_without_a_fight(
     """`kubectl rollout restart`, a user's annotation on the Service and a label on the ConfigMap are
     foreign fields: kept, and no write at all follows them (the operator's resync runs every 4 s)."""
     ns = fnamespace
-    op = spawn_operator(name="foreign")
-    op.wait_live()
-    apply_many(fkube, [servedmodel("y", ns)])
-    eventually(lambda: assert_converged(fkube, ns), timeout=60, what="served")
+    op = start_serving(spawn_operator, fkube, ns, "y", operator="foreign")
     fkube.kubectl("-n", ns, "rollout", "restart", "deployment/y")
     fkube.kubectl("-n", ns, "annotate", "service/y", "example.com/lb=internal")
     fkube.kubectl("-n", ns, "label", "configmap/y-config", "team=vision")
@@ -110,10 +105,7 @@ def test_rollout_restart_and_foreign_annotations_are_kept_without_a_fight(
 
 def test_a_foreign_sidecar_container_is_kept_without_a_fight(fcluster, fkube, fnamespace, spawn_operator):
     ns = fnamespace
-    op = spawn_operator(name="sidecar")
-    op.wait_live()
-    apply_many(fkube, [servedmodel("z", ns)])
-    eventually(lambda: assert_converged(fkube, ns), timeout=60, what="served")
+    start_serving(spawn_operator, fkube, ns, "z", operator="sidecar")
     sidecar = {
         "spec": {
             "template": {

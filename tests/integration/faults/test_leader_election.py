@@ -18,7 +18,7 @@ import time
 import pytest
 import requests
 from chartrights import grant_namespaced, leader_election_rules
-from faulthelpers import apply_many, assert_converged
+from faulthelpers import apply_many, wait_converged
 from kubehelpers import eventually, servedmodel
 from localcluster import OPERATOR_USER
 
@@ -99,7 +99,7 @@ def test_the_standby_takes_over_every_time_the_leader_is_killed(fcluster, fkube,
     start_replica()
     names = [f"m{i}" for i in range(MODELS)]
     apply_many(fkube, [servedmodel(n, ns) for n in names])
-    eventually(lambda: assert_converged(fkube, ns), timeout=90, interval=1, what="served by the leader")
+    wait_converged(fkube, ns, "served by the leader", timeout=90, interval=1)
 
     # Edits all along: each ServedModel's pod template carries the last value written for it.
     last: dict[str, str] = {}
@@ -148,7 +148,7 @@ def test_the_standby_takes_over_every_time_the_leader_is_killed(fcluster, fkube,
         editor.join(timeout=10)
 
     # No change lost: every ServedModel ends with the children of its last spec.
-    eventually(lambda: assert_converged(fkube, ns), timeout=90, interval=1, what="converged after the kills")
+    wait_converged(fkube, ns, "converged after the kills", timeout=90, interval=1)
     for name, value in last.items():
         assert api.deployment_edit(ns, name) == value, f"{name}: the last edit ({value}) was lost"
 

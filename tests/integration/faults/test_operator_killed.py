@@ -13,8 +13,8 @@ import random
 import time
 
 import pytest
-from faulthelpers import apply_many, assert_converged
-from kubehelpers import eventually, servedmodel
+from faulthelpers import apply_many, wait_converged
+from kubehelpers import servedmodel
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -47,9 +47,7 @@ def test_sigkill_during_convergence_loses_nothing(fkube, fnamespace, spawn_opera
 
     final = spawn_operator(name="final")
     final.wait_live()
-    eventually(
-        lambda: assert_converged(fkube, ns), timeout=180, interval=3, what="convergence after 20 kills"
-    )
+    wait_converged(fkube, ns, "convergence after 20 kills", timeout=180, interval=3)
     assert final.alive()
     sms = fkube.list("servedmodels", ns)
     assert sorted(sm["metadata"]["name"] for sm in sms) == names, "a ServedModel was lost or added"

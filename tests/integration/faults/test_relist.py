@@ -9,18 +9,15 @@ import os
 import signal
 
 import pytest
-from faulthelpers import apply_many, assert_converged
-from kubehelpers import eventually, servedmodel
+from faulthelpers import start_serving, wait_converged
+from kubehelpers import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_a_child_deleted_during_a_watch_gap_is_recreated(fcluster, fkube, fnamespace, spawn_operator):
     ns = fnamespace
-    op = spawn_operator(name="relist")
-    op.wait_live()
-    apply_many(fkube, [servedmodel("gap", ns)])
-    eventually(lambda: assert_converged(fkube, ns), timeout=60, what="served")
+    op = start_serving(spawn_operator, fkube, ns, "gap", operator="relist")
     uid = fkube.get("deployment", "gap", ns)["metadata"]["uid"]
 
     os.kill(op.pid, signal.SIGSTOP)
@@ -39,4 +36,4 @@ def test_a_child_deleted_during_a_watch_gap_is_recreated(fcluster, fkube, fnames
     )
     assert recreated["spec"]["template"]["spec"]["containers"][0]["name"] == "tensorflow-serving"
     assert "was deleted during the watch gap" in op.text(), op.tail()
-    eventually(lambda: assert_converged(fkube, ns), timeout=60, what="converged again")
+    wait_converged(fkube, ns, "converged again", timeout=60)
