@@ -4,10 +4,9 @@ exporter exits, and waiting for the outcome in the ServedModel's `status.export`
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
-from kubehelpers import Kube, eventually
+from kubehelpers import Check, Kube, eventually
 
 EXPORTER = "app.kubernetes.io/component=exporter"
 
@@ -22,7 +21,11 @@ def job_pods(kube: Kube, namespace: str, job: str) -> list[dict[str, Any]]:
 
 def export_record(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
     """The ServedModel's `status.export` ({} while it has none, or the ServedModel does not exist)."""
-    return ((kube.get("servedmodel", name, namespace) or {}).get("status") or {}).get("export") or {}
+    return _record(kube.get("servedmodel", name, namespace) or {})
+
+
+def _record(sm: dict[str, Any]) -> dict[str, Any]:
+    return (sm.get("status") or {}).get("export") or {}
 
 
 def wait_export_pod(kube: Kube, namespace: str, timeout: float = 60) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -38,22 +41,12 @@ def wait_export_pod(kube: Kube, namespace: str, timeout: float = 60) -> tuple[di
 
 
 def wait_export(
-    kube: Kube,
-    namespace: str,
-    name: str,
-    done: Callable[[dict[str, Any]], bool],
-    what: str,
-    timeout: float = 90,
-    interval: float = 0.5,
+    kube: Kube, namespace: str, name: str, done: Check, what: str, timeout: float = 90, interval: float = 0.5
 ) -> dict[str, Any]:
     """Wait until `done(status.export)` holds for ServedModel `name`; return the ServedModel."""
-
-    def check() -> dict[str, Any] | None:
-        sm = kube.get("servedmodel", name, namespace)
-        record = ((sm or {}).get("status") or {}).get("export") or {}
-        return sm if done(record) else None
-
-    return eventually(check, timeout=timeout, interval=interval, what=what)
+    return kube.wait_until(
+        "servedmodel", name, namespace, lambda sm: done(_record(sm)), what, timeout, interval
+    )
 
 
 def exporter_exited(

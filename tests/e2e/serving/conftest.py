@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from chartrights import chart_rules, grant_chart_rights
+from chartrights import chart_rules_watching_namespaces, grant_chart_rights
 from kerasmodels import fixed_model
 from kubehelpers import Kube, OperatorProcess
 from localcluster import OPERATOR_USER, LocalCluster
@@ -45,21 +45,14 @@ sys.path.insert(0, str(ROOT / "tools" / "images"))
 
 @pytest.fixture(scope="package")
 def scluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    cp = LocalCluster(
-        workdir=tmp_path_factory.mktemp("serving-controlplane"), with_kwok=False, with_real_node=True
-    )
-    cp.start()
-    try:
+    workdir = tmp_path_factory.mktemp("serving-controlplane")
+    with LocalCluster(workdir=workdir, with_kwok=False, with_real_node=True) as cp:
         Kube(cp).install_servedmodel_crd()
-        # The chart's rules, with the one it adds when given namespaces to watch (kopf lists and watches
+        # The chart's rules with the one it adds when given namespaces to watch (kopf lists and watches
         # namespaces then): the operators here each watch one namespace.
-        namespaces_rule = {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]}
-        grant_chart_rights(
-            cp.kubectl, OPERATOR_USER, "servedmodel-operator-serving", [*chart_rules(), namespaces_rule]
-        )
+        rules = chart_rules_watching_namespaces()
+        grant_chart_rights(cp.kubectl, OPERATOR_USER, "servedmodel-operator-serving", rules)
         yield cp
-    finally:
-        cp.stop()
 
 
 @pytest.fixture(scope="package")
@@ -290,17 +283,9 @@ def s3(node: RealNode, skube: Kube, namespaces: list[str], tmp_path_factory) -> 
 
     admin = ("servedmodel-e2e", uuid.uuid4().hex)
     reader = ("servedmodel-e2e-reader", uuid.uuid4().hex)  # what the pods get: read and list only
-    store = ObjectStore(
-        node.slot.host_ip,
-        tmp_path_factory.mktemp("objectstore"),
-        credentials=admin,
-        read_only_credentials=reader,
-    )
-    store.start()
-    try:
+    folder = tmp_path_factory.mktemp("objectstore")
+    with ObjectStore(node.slot.host_ip, folder, credentials=admin, read_only_credentials=reader) as store:
         store.create_bucket("models")
         models = S3Models(store, "models", *admin, tmp_path_factory.mktemp("s3-publish"))
         skube.apply(models.secret(models.secret_name, *reader))
         yield models
-    finally:
-        store.stop()

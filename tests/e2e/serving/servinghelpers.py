@@ -8,12 +8,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import kubehelpers
 import numpy as np
-from kubehelpers import Kube, OperatorProcess, condition, eventually
+from kubehelpers import Check, Kube, OperatorProcess, condition, eventually
 from localcluster import LocalCluster
 from realnode import RealNode, with_resolv_conf, write_cluster_resolv_conf
 
@@ -32,21 +32,14 @@ def servedmodel(name: str, namespace: str, image: str, **spec: Any) -> dict[str,
     """A ServedModel whose pods run on the real node: the stand-in image (the only change to the pod spec)
     and the node's selector and toleration, through the ServedModel's own fields."""
     placement = RealNode.pod_placement()
-    body: dict[str, Any] = {
-        "storage": {"persistentVolumeClaim": {"claimName": "models"}, "path": name},
+    on_node = {
         "image": image,
         "imagePullPolicy": "Never",
         "nodeSelector": placement["nodeSelector"],
         "tolerations": placement["tolerations"],
         "server": {"modelConfigPollSeconds": 2, "fileSystemPollSeconds": 1},
     }
-    body.update(spec)
-    return {
-        "apiVersion": "servedmodel.io/v1alpha1",
-        "kind": "ServedModel",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": body,
-    }
+    return kubehelpers.servedmodel(name, namespace, **{**on_node, **spec})
 
 
 def get_sm(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
@@ -59,33 +52,27 @@ def current(sm: dict[str, Any]) -> bool:
     return (sm.get("status") or {}).get("observedGeneration") == sm["metadata"]["generation"]
 
 
-def wait_sm(
-    kube: Kube,
-    namespace: str,
-    name: str,
-    check: Callable[[dict[str, Any]], Any],
-    what: str,
-    timeout: float = 60,
-) -> dict[str, Any]:
-    """The ServedModel once `check(sm)` is truthy (or does not raise AssertionError)."""
-
-    def fetch() -> dict[str, Any] | None:
-        sm = get_sm(kube, namespace, name)
-        return sm if check(sm) else None
-
-    return eventually(fetch, timeout=timeout, interval=1, what=f"{namespace}/{name}: {what}")
+def wait_sm(kube: Kube, namespace: str, name: str, check: Check, what: str, timeout: float = 60) -> dict:
+    """The ServedModel once `check(sm)` is truthy (an AssertionError it raises means "not yet")."""
+    return kube.wait_until("servedmodel", name, namespace, check, f"{namespace}/{name}: {what}", timeout, 1)
 
 
 def wait_ready(kube: Kube, namespace: str, name: str, timeout: float = 240) -> dict[str, Any]:
     """Ready=True for the current generation, with the versions the model server reported (the operator
     writes them with the Ready verdict once it has asked the server)."""
 
-    def ready() -> dict[str, Any] | None:
-        sm = get_sm(kube, namespace, name)
-        ok = current(sm) and condition(sm, "Ready").get("status") == "True" and "versions" in sm["status"]
-        return sm if ok else None
+    def ready(sm: dict[str, Any]) -> bool:
+        return current(sm) and condition(sm, "Ready").get("status") == "True" and "versions" in sm["status"]
 
-    return eventually(ready, timeout=timeout, interval=1, what=f"ServedModel {namespace}/{name} Ready")
+    return wait_sm(kube, namespace, name, ready, "Ready", timeout)
+
+
+def wait_newest_version(kube: Kube, namespace: str, name: str, version: int, timeout: float = 60) -> dict:
+    """The ServedModel once `version` is AVAILABLE and the newest in status.versions."""
+    want = [{"version": version, "state": "AVAILABLE"}]
+    return wait_sm(
+        kube, namespace, name, lambda sm: versions(sm)[:1] == want, f"version {version} AVAILABLE", timeout
+    )
 
 
 def versions(sm: dict[str, Any]) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 
+from exportjobs import wait_export
 from kubehelpers import condition, eventually
 from servinghelpers import (
     INPUTS,
@@ -16,14 +17,13 @@ from servinghelpers import (
     TrafficLoop,
     assert_close,
     cluster_ip,
-    get_sm,
     pods,
     predict,
     restarts,
     servedmodel,
     versions,
+    wait_newest_version,
     wait_ready,
-    wait_sm,
 )
 
 NAME = "exported"
@@ -44,13 +44,16 @@ def test_export_jobs_publish_versions_the_running_server_serves(
         return servedmodel(NAME, NAMESPACE, stand_in, export=export)
 
     def export_record(phase: str, job_other_than: str = "") -> dict:
-        def done() -> dict | None:
-            record = (get_sm(skube, NAMESPACE, NAME).get("status") or {}).get("export") or {}
-            if record.get("phase") == phase and record.get("jobName") != job_other_than:
-                return record
-            return None
-
-        return eventually(done, timeout=300, interval=1, what=f"status.export.phase {phase}")
+        sm = wait_export(
+            skube,
+            NAMESPACE,
+            NAME,
+            lambda record: record.get("phase") == phase and record.get("jobName") != job_other_than,
+            f"status.export.phase {phase}",
+            timeout=300,
+            interval=1,
+        )
+        return sm["status"]["export"]
 
     # 1. The first export publishes version 1 from a.keras on the volume; the model server then serves it.
     started = time.monotonic()
@@ -98,11 +101,7 @@ def test_export_jobs_publish_versions_the_running_server_serves(
     )
     assert counts["failed"] == 0, counts["errors"]
     assert len(counts["answers"]) == 2, counts  # both models answered: the swap happened under traffic
-    eventually(
-        lambda: versions(get_sm(skube, NAMESPACE, NAME))[0] == {"version": 2, "state": "AVAILABLE"},
-        timeout=60,
-        what="status.versions to show version 2",
-    )
+    wait_newest_version(skube, NAMESPACE, NAME, 2)
     assert volume.version_folders(NAME) == ["1", "2"]
     [same] = pods(skube, NAMESPACE, NAME)
     assert same["metadata"]["uid"] == server["metadata"]["uid"] and restarts(same) == 0
@@ -115,13 +114,7 @@ def test_export_jobs_publish_versions_the_running_server_serves(
     exporter_said = json.loads(bad_pod["status"]["containerStatuses"][0]["state"]["terminated"]["message"])
     assert exporter_said["ok"] is False and exporter_said["error"], exporter_said
     assert failed["message"] == exporter_said["error"]
-    sm = wait_sm(
-        skube,
-        NAMESPACE,
-        NAME,
-        lambda sm: condition(sm, "Exported").get("reason") == "ExportFailed",
-        "Exported=False with ExportFailed",
-    )
+    sm = skube.wait_condition("servedmodel", NAME, NAMESPACE, "Exported", reason="ExportFailed", interval=1)
     exported = condition(sm, "Exported")
     assert exported["status"] == "False" and exported["message"] == exporter_said["error"]
     assert "broken.keras" in exported["message"], exported

@@ -12,11 +12,11 @@ from servinghelpers import (
     NAMESPACE,
     TrafficLoop,
     cluster_ip,
-    get_sm,
     pod_ready,
     predict,
     rest,
     servedmodel,
+    wait_newest_version,
     wait_ready,
 )
 
@@ -92,11 +92,4 @@ def test_zero_failed_requests_during_a_rollout_and_a_version_swap(
     )
     assert swap["failed"] == 0, swap["errors"]
     assert len(swap["answers"]) == 2, swap  # the loop saw both versions answer
-    eventually(
-        lambda: (
-            (get_sm(skube, NAMESPACE, NAME)["status"].get("versions") or [{}])[0]
-            == {"version": 2, "state": "AVAILABLE"}
-        ),
-        timeout=60,
-        what="status.versions to lead with version 2",
-    )
+    wait_newest_version(skube, NAMESPACE, NAME, 2)

@@ -24,8 +24,8 @@ from servinghelpers import (
     predict,
     rest,
     versions,
+    wait_newest_version,
     wait_ready,
-    wait_sm,
 )
 
 
@@ -64,14 +64,7 @@ def test_versions_published_to_s3_are_served_live(
 
     # 2. Version 2: served by the same pod, no restart; version 1 unloaded, then deleted from the pod.
     s3.publish(keras_models.files["b"], NAME)
-    wait_sm(
-        skube,
-        NAMESPACE,
-        NAME,
-        lambda sm: versions(sm)[:1] == [{"version": 2, "state": "AVAILABLE"}],
-        "version 2 AVAILABLE",
-        timeout=120,
-    )
+    wait_newest_version(skube, NAMESPACE, NAME, 2, timeout=120)
     assert_close(predict(node, base), keras_models.predict("b", INPUTS), "version 2 (model b) from S3")
     eventually(
         lambda: _sync_state(node, skube, NAME)["versions"] == [2],
@@ -109,14 +102,7 @@ def test_versions_published_to_s3_are_served_live(
     next_source, next_model = fresh_keras_source(tmp_path, 1.0)
     published = s3.publish(next_source, NAME)
     assert published > partial
-    wait_sm(
-        skube,
-        NAMESPACE,
-        NAME,
-        lambda sm: versions(sm)[:1] == [{"version": published, "state": "AVAILABLE"}],
-        f"version {published} AVAILABLE",
-        timeout=120,
-    )
+    wait_newest_version(skube, NAMESPACE, NAME, published, timeout=120)
     want = np.asarray(next_model(np.asarray(INPUTS, dtype=np.float32)), dtype=np.float64)
     assert_close(predict(node, base), want, f"version {published} (model a, biases + 1)")
     [same] = pods(skube, NAMESPACE, NAME)
@@ -130,13 +116,8 @@ def test_wrong_credentials_give_a_clear_condition(
     skube.apply(s3.secret("s3-wrong", s3.access_key, "not-the-secret"))
     skube.apply(s3.servedmodel(DENIED, stand_in, exporter_image, secret="s3-wrong"))
     cleanup.append((NAMESPACE, DENIED))
-    sm = wait_sm(
-        skube,
-        NAMESPACE,
-        DENIED,
-        lambda sm: condition(sm, "Ready").get("reason") == "ObjectStorageAccessDenied",
-        "Ready=False reason ObjectStorageAccessDenied",
-        timeout=180,
+    sm = skube.wait_condition(
+        "servedmodel", DENIED, NAMESPACE, "Ready", reason="ObjectStorageAccessDenied", timeout=180, interval=1
     )
     ready, degraded = condition(sm, "Ready"), condition(sm, "Degraded")
     assert ready["status"] == "False" and degraded["status"] == "True"

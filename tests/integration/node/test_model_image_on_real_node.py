@@ -100,20 +100,19 @@ def _push(real_node, model_dir: Path, ref: str) -> dict:
     return json.loads(proc.stdout)["image"]
 
 
-def _status(kube, namespace: str) -> dict:
-    return (kube.get("servedmodel", "iris", namespace) or {}).get("status") or {}
+def _wait_serving(kube, namespace: str, digest: str, what: str, interval: float = 1) -> dict:
+    """The status once every ready pod serves `digest` and the roll is over."""
 
+    def serving(obj: dict) -> bool:
+        st = obj.get("status") or {}
+        return (
+            st.get("observedGeneration") == obj["metadata"]["generation"]
+            and condition(obj, "Ready").get("status") == "True"
+            and condition(obj, "Progressing").get("status") == "False"
+            and (st.get("image") or {}).get("digest") == digest
+        )
 
-def _serving(kube, namespace: str, digest: str):
-    """The status once every ready pod serves `digest` and the roll is over (None until then)."""
-    st = _status(kube, namespace)
-    obj = kube.get("servedmodel", "iris", namespace) or {}
-    settled = (
-        st.get("observedGeneration") == obj.get("metadata", {}).get("generation")
-        and condition(obj, "Ready").get("status") == "True"
-        and condition(obj, "Progressing").get("status") == "False"
-    )
-    return st if settled and (st.get("image") or {}).get("digest") == digest else None
+    return kube.wait_until("servedmodel", "iris", namespace, serving, what, 300, interval)["status"]
 
 
 def _pod_names(kube, namespace: str) -> set[str]:
@@ -192,12 +191,7 @@ def test_a_model_image_is_served_rolled_and_rolled_back(
     # 2. Served from the image: the modelcar here (the test cluster's API server keeps the ImageVolume
     # feature gate at its 1.34 default, off), predictions equal Keras' for version 1.
     apply(f"{registry.address}/models/iris:1")
-    st = eventually(
-        lambda: _serving(kube, namespace, one["manifest_digest"]),
-        timeout=300,
-        interval=1,
-        what="iris:1 served",
-    )
+    st = _wait_serving(kube, namespace, one["manifest_digest"], "iris:1 served")
     assert st["image"]["mount"] == "modelcar" and "ImageVolume feature gate off" in st["image"]["mountReason"]
     pod_spec = kube.get("deployment", "iris", namespace)["spec"]["template"]["spec"]
     assert pod_spec["initContainers"][0]["image"] == f"{registry.address}/models/iris:1"
@@ -223,12 +217,7 @@ def test_a_model_image_is_served_rolled_and_rolled_back(
         old_pods = _pod_names(kube, namespace)
         changed = time.time()
         apply(f"{registry.address}/models/iris:2")
-        eventually(
-            lambda: _serving(kube, namespace, two["manifest_digest"]),
-            timeout=300,
-            interval=0.5,
-            what="iris:2 served",
-        )
+        _wait_serving(kube, namespace, two["manifest_digest"], "iris:2 served", interval=0.5)
         rolled = time.time()
         _wait_gone(kube, namespace, old_pods)
         gone = time.time()
@@ -262,12 +251,10 @@ def test_a_model_image_is_served_rolled_and_rolled_back(
     missing = f"{registry.address}/models/iris:404"
     apply(missing)
 
-    def not_found():
-        obj = kube.get("servedmodel", "iris", namespace)
-        degraded = condition(obj, "Degraded")
-        return degraded if degraded.get("reason") == "ModelImageNotFound" else None
-
-    degraded = eventually(not_found, timeout=120, interval=1, what="ModelImageNotFound")
+    sm = kube.wait_condition(
+        "servedmodel", "iris", namespace, "Degraded", reason="ModelImageNotFound", timeout=120, interval=1
+    )
+    degraded = condition(sm, "Degraded")
     assert (
         degraded["status"] == "True" and missing in degraded["message"] and "not found" in degraded["message"]
     )
@@ -278,11 +265,6 @@ def test_a_model_image_is_served_rolled_and_rolled_back(
     # 5. Rolling back is an edit of the reference: version 1 again, from the same digest as before.
     old_pods = _pod_names(kube, namespace)
     apply(f"{registry.address}/models/iris:1")
-    eventually(
-        lambda: _serving(kube, namespace, one["manifest_digest"]),
-        timeout=300,
-        interval=1,
-        what="iris:1 served again",
-    )
+    _wait_serving(kube, namespace, one["manifest_digest"], "iris:1 served again")
     _wait_gone(kube, namespace, old_pods)
     np.testing.assert_allclose(_predict(real_node, kube, namespace), expected[1], rtol=1e-5, atol=1e-5)
