@@ -134,6 +134,16 @@ class Slot:
         return f"10.201.{self.number}.1"
 
     @property
+    def bridge_mac(self) -> str:
+        """A fixed, locally administered MAC for the pod bridge, from its gateway address (0a:58 + the IPv4
+        address in hex, as Kubernetes' CNI bridges do). A bridge without one takes the lowest MAC of its
+        ports and changes it as pods come and go: the pods' ARP entries for the gateway then point at a MAC
+        that is gone, and their answers to the node are lost for seconds (an export Job pod ending during a
+        version swap lost a request through the Service)."""
+        octets = [int(part) for part in self.pod_gateway.split(".")]
+        return ":".join(f"{b:02x}" for b in [0x0A, 0x58, *octets])
+
+    @property
     def netns_name(self) -> str:
         return f"servedmodel-node-{self.number}"
 
@@ -198,6 +208,7 @@ class Slot:
         # The pod bridge exists before containerd starts; the CNI bridge plugin adopts it. The Service range
         # is routed onto it so clients in the namespace get past routing before kube-proxy's DNAT applies.
         run(*ns, "link", "add", BRIDGE, "type", "bridge")
+        run(*ns, "link", "set", BRIDGE, "address", self.bridge_mac)
         run(*ns, "addr", "add", f"{self.pod_gateway}/24", "dev", BRIDGE)
         run(*ns, "link", "set", BRIDGE, "up")
         run(*ns, "route", "add", SERVICE_CIDR, "dev", BRIDGE)

@@ -243,6 +243,26 @@ def test_service_and_pod_ranges_are_unreachable_from_the_host(real_node: RealNod
     assert "default" not in routes.stdout
 
 
+def test_the_pod_bridge_keeps_its_mac_as_pods_come_and_go(real_node: RealNode) -> None:
+    """The pod bridge has a MAC of its own: a port with a lower MAC (as any pod's veth may have) joining and
+    leaving does not change it, so the pods' ARP entries for the gateway stay right (nodenet.bridge_mac)."""
+    ns = ["ip", "-n", real_node.slot.netns_name]
+
+    def bridge_mac() -> str:
+        out = subprocess.run([*ns, "-o", "link", "show", "smbr0"], capture_output=True, text=True, check=True)
+        return out.stdout.split("link/ether ")[1].split()[0]
+
+    assert bridge_mac() == real_node.slot.bridge_mac == f"0a:58:0a:c9:{real_node.slot.number:02x}:01"
+    subprocess.run([*ns, "link", "add", "smmac0", "type", "veth", "peer", "name", "smmac1"], check=True)
+    try:
+        subprocess.run([*ns, "link", "set", "smmac0", "address", "02:00:00:00:00:01"], check=True)
+        subprocess.run([*ns, "link", "set", "smmac0", "master", "smbr0"], check=True)
+        assert bridge_mac() == real_node.slot.bridge_mac
+    finally:
+        subprocess.run([*ns, "link", "del", "smmac0"], check=True)
+    assert bridge_mac() == real_node.slot.bridge_mac
+
+
 def test_an_oci_archive_imported_under_a_name_runs(
     kube: Kube, real_node: RealNode, namespace: str, tmp_path: Path
 ) -> None:
