@@ -21,6 +21,7 @@ import argparse
 import http.client
 import json
 import os
+import subprocess
 import sys
 import time
 import urllib.error
@@ -55,6 +56,15 @@ def _write_atomically(path: str, text: str) -> None:
     os.replace(f"{path}.tmp", path)
 
 
+def _neighbours() -> str:
+    """The namespace's ARP table: after a failure, which address did not answer (FAILED, INCOMPLETE)."""
+    try:
+        out = subprocess.run(["ip", "neigh", "show"], capture_output=True, text=True, timeout=5).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"(ip neigh: {exc})"
+    return "; ".join(line.strip() for line in out.splitlines() if line.strip())
+
+
 def loop(args: argparse.Namespace) -> dict:
     """Requests one after another; each either answers 200 with predictions or counts as failed."""
     ok = failed = 0
@@ -79,8 +89,10 @@ def loop(args: argparse.Namespace) -> dict:
         except (OSError, http.client.HTTPException, ValueError) as exc:  # refused, reset, cut short
             failure = f"{exc.__class__.__name__}: {exc}"
         failed += 1
-        if len(errors) < 10:
-            errors.append(f"{time.monotonic() - start:.2f}s {failure}")
+        if len(errors) < 10:  # when (also on the wall clock, to match node logs) and the ARP table then
+            now = time.time()
+            wall = time.strftime("%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
+            errors.append(f"{time.monotonic() - start:.2f}s ({wall}) {failure} [neighbours: {_neighbours()}]")
     return {
         "ok": ok,
         "failed": failed,
