@@ -27,13 +27,18 @@ MAX_DELAY = 5.0
 MAX_WAIT = 120.0
 
 
+def crd_established(crd: Mapping[str, Any]) -> bool:
+    """Whether a CRD's status says Established=True (the API server serves its resource, or is about to)."""
+    conditions = (crd.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
+
+
 def established_resource(raw_event: Mapping[str, Any]) -> tuple[str, str] | None:
     """(group, plural) of a CRD event's resource when the CRD is there and Established, else None."""
     crd = raw_event.get("object") or {}
     if raw_event.get("type") in (None, "DELETED") or (crd.get("metadata") or {}).get("deletionTimestamp"):
         return None
-    conditions = (crd.get("status") or {}).get("conditions") or []
-    if not any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions):
+    if not crd_established(crd):
         return None
     spec = crd.get("spec") or {}
     group, plural = spec.get("group"), (spec.get("names") or {}).get("plural")

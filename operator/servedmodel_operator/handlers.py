@@ -19,6 +19,7 @@ from typing import Any
 import kopf
 
 from .constants import GROUP, MANAGED_BY_SELECTOR, OPERATOR_NAME, PLURAL, VERSION
+from .discovery_lag import crd_established
 from .discovery_lag import install as rescan_until_discovery_lists_crds
 from .event_policy import EventPolicy
 from .event_recorder import EventRecorder
@@ -349,9 +350,7 @@ async def service_monitor_api_changed(type: str, body: kopf.Body, **kwargs: Any)
     runtime = _runtime()
     queue = runtime.bind(kwargs)
     assert runtime.reconciler is not None and runtime.cache is not None
-    conditions = (body.get("status") or {}).get("conditions") or []
-    established = any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
-    runtime.reconciler.set_service_monitor_api(established and type != "DELETED")
+    runtime.reconciler.set_service_monitor_api(crd_established(body) and type != "DELETED")
     for key in runtime.cache.servedmodel_keys():
         queue.add(key)
 
