@@ -138,8 +138,7 @@ class Slot:
         """A fixed, locally administered MAC for the pod bridge, from its gateway address (0a:58 + the IPv4
         address in hex, as Kubernetes' CNI bridges do). A bridge without one takes the lowest MAC of its
         ports and changes it as pods come and go: the pods' ARP entries for the gateway then point at a MAC
-        that is gone, and their answers to the node are lost for seconds (an export Job pod ending during a
-        version swap lost a request through the Service)."""
+        that is gone, and their answers to the node are lost for seconds."""
         octets = [int(part) for part in self.pod_gateway.split(".")]
         return ":".join(f"{b:02x}" for b in [0x0A, 0x58, *octets])
 
