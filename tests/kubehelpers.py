@@ -165,6 +165,26 @@ def servedmodel(name: str, namespace: str, **spec: Any) -> dict[str, Any]:
     }
 
 
+def create_under_an_older_crd(kube: Kube, manifest: dict[str, Any]) -> None:
+    """Store a ServedModel the current CRD refuses by its name, as a release before the name rule did: the
+    rule is dropped, the object created, and the CRD from crds/ put back (and in effect) before returning."""
+    rule = [{"op": "remove", "path": "/spec/versions/0/schema/openAPIV3Schema/x-kubernetes-validations"}]
+    kube.kubectl("patch", "crd", SERVEDMODEL_CRD_NAME, "--type=json", "-p", json.dumps(rule))
+    try:
+        eventually(
+            lambda: kube.try_apply(manifest).returncode == 0, timeout=30, what="the relaxed CRD in effect"
+        )
+    finally:
+        kube.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(SERVEDMODEL_CRD))
+        name = manifest["metadata"]["name"]
+        probe = {**manifest, "metadata": {**manifest["metadata"], "name": f"again.{name}"}}
+        eventually(
+            lambda: "DNS label" in kube.try_apply(probe).stderr,
+            timeout=30,
+            what="the current CRD back in effect",
+        )
+
+
 class OperatorProcess:
     """The operator run as users run it: a separate process, with the identity its kubeconfig gives it."""
 

@@ -274,11 +274,6 @@ def test_without_the_admission_policy_the_operator_refuses_the_same_specs(
         (["--set", "policy.allowedImagePrefixes[0]=registry.example.com/a\\,b/"], "does not match pattern"),
         (["--set", "policy.allowedServiceAccounts={Not_A_Name}"], "does not match pattern"),
         (["--set", "policy.admissionPolicy.enable=true"], "additional properties 'enable' not allowed"),
-        (
-            ["--set", "policy.admissionPolicy.enabled=true", "--kube-version", "1.29.0"],
-            "policy.admissionPolicy needs Kubernetes 1.30 or later (ValidatingAdmissionPolicy v1); "
-            "this cluster is v1.29.0",
-        ),
     ],
 )
 def test_bad_policy_values_are_refused_with_a_clear_message(user: UserTools, args: list[str], message: str):

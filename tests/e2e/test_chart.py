@@ -17,7 +17,7 @@ import pytest
 import yaml
 from e2ehelpers import CHART, ROOT, UserTools, by_kind, docs, ensure_namespace
 
-KUBE_VERSIONS = ["1.28.0", "1.29.0", "1.32.0", "1.35.0"]
+KUBE_VERSIONS = ["1.30.0", "1.32.0", "1.35.0"]
 
 RICH_VALUES = {
     "watchNamespaces": ["ml-prod", "ml-staging"],
@@ -60,6 +60,16 @@ def test_chart_crd_is_a_byte_identical_copy_of_the_source_crd():
         ["bash", str(ROOT / "tools" / "helm" / "sync-crd.sh"), "--check"], capture_output=True
     )
     assert proc.returncode == 0, proc.stderr
+
+
+def test_kubernetes_older_than_1_30_is_refused_by_name(user: UserTools):
+    """The CRD's create-only name rule needs optionalOldSelf (1.30+): older clusters get Helm's clear refusal
+    rather than a CRD their API server would reject or quietly strip."""
+    proc = user.helm("template", "x", str(CHART), "--kube-version", "1.29.0", check=False)
+    assert proc.returncode != 0
+    refusal = "chart requires kubeVersion: >=1.30.0-0 which is incompatible with Kubernetes v1.29.0"
+    assert refusal in proc.stderr, proc.stderr
+    assert "kind: Deployment" in user.helm("template", "x", str(CHART), "--kube-version", "1.30.0").stdout
 
 
 def test_helm_lint_strict_passes_with_default_and_rich_values(user: UserTools, tmp_path: Path):

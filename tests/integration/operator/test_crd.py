@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from kubehelpers import servedmodel
+from kubehelpers import create_under_an_older_crd, servedmodel
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[3]
@@ -161,6 +161,27 @@ def test_labels_without_a_policy_are_accepted(kube, crd, namespace):
 def test_names_that_cannot_name_a_service_are_rejected(kube, crd, namespace):
     proc = kube.try_apply(servedmodel("my.model", namespace))
     assert proc.returncode != 0 and "must be a DNS label" in proc.stderr, proc.stderr
+
+
+def test_a_name_stored_before_the_name_rule_stays_writable_and_deletable(kube, crd, namespace):
+    """An upgrade must not strand objects an older CRD let in: their status, finalizers and spec can still be
+    written (the operator reports InvalidSpec there), and they can be deleted."""
+    create_under_an_older_crd(kube, servedmodel("old.name", namespace))
+    status = {"status": {"observedGeneration": 1, "conditions": [{"type": "Ready", "status": "False"}]}}
+    patches = [
+        (["--subresource=status"], status),
+        ([], {"metadata": {"finalizers": ["servedmodel.io/test"]}}),
+        ([], {"spec": {"replicas": 2}}),
+        ([], {"metadata": {"finalizers": None}}),
+    ]
+    for extra, patch in patches:
+        args = ["-n", namespace, "patch", "servedmodel", "old.name", "--type=merge", *extra]
+        proc = kube.kubectl(*args, "-p", json.dumps(patch), check=False)
+        assert proc.returncode == 0, f"{patch}: {proc.stderr}"
+    sm = kube.get("servedmodel", "old.name", namespace)
+    assert sm["spec"]["replicas"] == 2 and sm["status"]["observedGeneration"] == 1
+    kube.kubectl("-n", namespace, "delete", "servedmodel", "old.name", "--wait=true", "--timeout=30s")
+    assert kube.get("servedmodel", "old.name", namespace) is None
 
 
 def test_printer_columns(kube, crd):
