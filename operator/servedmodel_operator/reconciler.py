@@ -94,6 +94,9 @@ class Reconciler:
     image_mount_setting: str = "auto"  # SERVEDMODEL_MODEL_IMAGE_MOUNT
     _image_mount: tuple[float, str, str] | None = None  # (when, mount, why): detected, cluster-wide
     requeue: Callable[[Key, float], None] | None = None  # reconcile this key again after a delay
+    # ServedModels the API server says are gone while the cache still holds them (key -> uid): a watch that
+    # stopped before their deletion never reports it (see _gone_meanwhile).
+    _gone: dict[Key, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.events is None:
@@ -101,7 +104,10 @@ class Reconciler:
 
     async def reconcile(self, key: Key) -> None:
         sm = self.cache.servedmodel(key)
-        if sm is None or sm["metadata"].get("deletionTimestamp"):
+        uid = sm["metadata"].get("uid") if sm is not None else None
+        if key in self._gone and self._gone[key] != uid:
+            del self._gone[key]  # the cache let it go, or a new object took the name
+        if sm is None or sm["metadata"].get("deletionTimestamp") or key in self._gone:
             self.events.forget(key)
             self._admitted.pop(key, None)
             if self.poller is not None:
@@ -630,6 +636,22 @@ class Reconciler:
         export = (sm.get("status") or {}).get("export")
         await self._write_status(key, sm, spec, st.blocked_conditions(reason, message), None, export)
 
+    def _gone_meanwhile(self, key: Key, sm: dict[str, Any], exc: ApiError) -> None:
+        """The ServedModel was deleted after the cache's copy was taken. Usually its DELETED event follows;
+        but kopf stops watching a namespace as soon as it starts terminating, so the ServedModels deleted
+        with it stay in the cache for good, and each resync would reconcile them again (every child apply
+        refused: the namespace is gone). Only the API server's "<name> not found" counts: a 404 for the
+        whole resource (its CRD being replaced) says nothing about the object."""
+        if f'"{key[1]}" not found' not in exc.message:
+            return
+        if key not in self._gone:
+            log.info("%s/%s: deleted (the API server no longer has it); forgetting it", *key)
+        self._gone[key] = sm["metadata"].get("uid")
+        self.events.forget(key)
+        self._admitted.pop(key, None)
+        if self.poller is not None:
+            self.poller.forget(key)
+
     async def _write_status(
         self,
         key: Key,
@@ -665,7 +687,8 @@ class Reconciler:
                 await asyncio.to_thread(self.api.patch_status, GROUP, VERSION, key[0], key[1], patch)
             except ApiError as exc:
                 if exc.status == 404:
-                    return True  # deleted meanwhile
+                    self._gone_meanwhile(key, sm, exc)
+                    return True
                 raise Retry(f"writing status: {exc}") from exc
             except requests.RequestException as exc:
                 raise Retry(f"writing status: {exc}") from exc
