@@ -205,16 +205,35 @@ class Slot:
         run(*ns, "addr", "add", f"{self.node_ip}/30", "dev", self.node_link)
         run(*ns, "link", "set", self.node_link, "up")
         # The pod bridge exists before containerd starts; the CNI bridge plugin adopts it. The Service range
-        # is routed onto it so clients in the namespace get past routing before kube-proxy's DNAT applies.
+        # is routed onto it so clients in the namespace get past routing before kube-proxy's DNAT applies;
+        # what the DNAT leaves addressed to the range is refused (_reject_unrewritten_service_traffic).
         run(*ns, "link", "add", BRIDGE, "type", "bridge")
         run(*ns, "link", "set", BRIDGE, "address", self.bridge_mac)
         run(*ns, "addr", "add", f"{self.pod_gateway}/24", "dev", BRIDGE)
         run(*ns, "link", "set", BRIDGE, "up")
         run(*ns, "route", "add", SERVICE_CIDR, "dev", BRIDGE)
+        self._reject_unrewritten_service_traffic()
         for key, value in [("net/ipv4/ip_forward", "1"), ("net/bridge/bridge-nf-call-iptables", "1")]:
             run(*self.nsenter("sh", "-c", f"[ ! -e /proc/sys/{key} ] || echo {value} > /proc/sys/{key}"))
         # Return route for the node's pods: more specific than the unreachable pod range.
         run("ip", "route", "replace", self.pod_cidr, "via", self.node_ip, "dev", self.host_link)
+
+    def _reject_unrewritten_service_traffic(self) -> None:
+        """Refuse at once any packet still addressed to the Service range after kube-proxy's DNAT: one sent
+        to a Service kube-proxy has not programmed yet (an operator or test polling a Service it just
+        created). Routed onto the bridge, such a SYN waited 3 s for an ARP answer nobody gives and left a
+        conntrack entry without DNAT for 120 s; a later connection from the same namespace that happened to
+        reuse its source port matched that entry, skipped the DNAT and failed with "No route to host"
+        (one request in thousands of a traffic loop). Rejected in the filter table, the packet's conntrack
+        entry is never confirmed, so nothing stale remains, and the early caller gets "connection refused"
+        at once. OUTPUT covers the namespace's own clients, FORWARD the pods'; kube-proxy's own rules come
+        first (it inserts its jumps at the top) and are never touched."""
+        for chain in ("OUTPUT", "FORWARD"):
+            run(*self.nsenter(
+                "iptables", "-w", "-A", chain, "-d", SERVICE_CIDR,
+                "-m", "comment", "--comment", "servedmodel-test: Service address kube-proxy did not rewrite",
+                "-j", "REJECT",
+            ))  # fmt: skip
 
     # -- cleanup -----------------------------------------------------------------------------------
 

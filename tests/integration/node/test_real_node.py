@@ -7,9 +7,11 @@ These tests fail (never skip) when the node cannot be built or started.
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
+import random
 import re
 import signal
 import subprocess
@@ -217,6 +219,86 @@ def test_service_and_dns_from_a_pod_and_from_the_node(
     assert page.stdout.strip() == token, page.stderr
     # The host's namespace routes the Service range nowhere: nothing to the ClusterIP can leave the machine.
     assert_unreachable_from_host(cluster_ip)
+
+
+# One connection from a fixed source port in the node's namespace; prints what became of it as JSON.
+CONNECT_FROM = """
+import json, socket, sys, time
+source, port, address = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+sock = socket.socket()
+sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+sock.bind((source, port))
+sock.settimeout(10)
+start = time.monotonic()
+try:
+    sock.connect((address, 80))
+    sock.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")
+    answer = b""
+    while chunk := sock.recv(4096):
+        answer += chunk
+    result = {"answer": answer.decode(errors="replace")}
+except OSError as exc:
+    result = {"errno": exc.errno, "error": str(exc)}
+result["seconds"] = round(time.monotonic() - start, 2)
+print(json.dumps(result))
+"""
+
+
+def connect_from(node: RealNode, source: tuple[str, int], address: str) -> dict[str, Any]:
+    proc = node.run_in_netns([sys.executable, "-c", CONNECT_FROM, source[0], str(source[1]), address])
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_a_service_reached_before_kube_proxy_knows_it_leaves_nothing_behind(
+    kube: Kube, real_node: RealNode, namespace: str
+) -> None:
+    """A client in the node's namespace that reaches for a Service address kube-proxy has not rewritten
+    (yet) is refused at once, and the next connection from the same source port reaches the Service once
+    it exists. Such a connection used to wait 3 s for an ARP answer on the pod bridge and leave a conntrack
+    entry without DNAT for 120 s: a traffic loop that reused its source port then lost one request with
+    'No route to host' (nodenet._reject_unrewritten_service_traffic)."""
+    token = uuid.uuid4().hex
+    kube.apply(
+        pod(
+            "server",
+            namespace,
+            real_node,
+            f"echo {token} > /www/index.html; exec httpd -f -p 8080 -h /www",
+            container={"readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1}},
+        )
+    )
+    taken = {
+        svc["spec"].get("clusterIP")
+        for svc in json.loads(kube.kubectl("get", "services", "-A", "-o", "json").stdout)["items"]
+    }
+    rng = random.Random()
+    address = next(a for a in (f"10.96.15.{rng.randint(2, 250)}" for _ in range(100)) if a not in taken)
+    source = (real_node.slot.pod_gateway, rng.randint(33000, 60000))
+
+    early = connect_from(real_node, source, address)
+    assert early.get("errno") == errno.ECONNREFUSED and early["seconds"] < 1, early
+
+    kube.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "early", "namespace": namespace},
+            "spec": {
+                "clusterIP": address,
+                "selector": {"app": "server"},
+                "ports": [{"port": 80, "targetPort": 8080}],
+            },
+        }
+    )
+    wait_ready(kube, "server", namespace)
+    eventually(
+        lambda: token in real_node.run_in_netns(["curl", "-sS", "-m", "2", f"http://{address}/"]).stdout,
+        timeout=60,
+        what=f"the Service at {address} to answer",
+    )
+    late = connect_from(real_node, source, address)
+    assert token in late.get("answer", ""), late
 
 
 def test_service_and_pod_ranges_are_unreachable_from_the_host(real_node: RealNode) -> None:
