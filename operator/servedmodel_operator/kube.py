@@ -58,6 +58,11 @@ class ApiError(Exception):
         return 400 <= self.status < 500 and self.status not in (408, 409, 429)
 
     @property
+    def namespace_terminating(self) -> bool:
+        """The namespace is being deleted: nothing new may be created in it, and its content goes with it."""
+        return self.status == 403 and "because it is being terminated" in self.message
+
+    @property
     def forbidden(self) -> bool:
         """Missing rights: worth reporting, and worth retrying, since an administrator fixes RBAC without
         touching the ServedModel (and a new binding takes a moment to reach the authorizer)."""

@@ -315,8 +315,12 @@ class Reconciler:
         self, key: Key, sm: dict[str, Any], spec: ServedModelSpec, desired: dict[str, Any], exc: Exception
     ) -> None:
         """A transient failure is retried; a rejection is reported in status (and retried when it is
-        a missing right, which an administrator may grant without touching the ServedModel)."""
+        a missing right, which an administrator may grant without touching the ServedModel). In a namespace
+        being deleted there is nothing to report or retry: the ServedModel is deleted with it."""
         kind, name = desired["kind"], desired["metadata"]["name"]
+        if isinstance(exc, ApiError) and exc.namespace_terminating:
+            log.info("%s/%s: not applying %s %s: its namespace is being deleted", key[0], key[1], kind, name)
+            return None
         if not isinstance(exc, ApiError) or not exc.permanent:
             raise Retry(f"applying {kind} {name}: {exc}") from exc
         await self._blocked(

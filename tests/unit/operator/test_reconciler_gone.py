@@ -68,3 +68,23 @@ def test_a_404_for_the_whole_resource_forgets_nothing():
     for _ in range(3):
         asyncio.run(reconciler.reconcile(KEY))
     assert len(api.status_patches) == 3
+
+
+class TerminatingNamespace(FakeApi):
+    def admit(self, obj):
+        name = obj["metadata"]["name"]
+        raise ApiError(
+            403,
+            f'{obj["kind"].lower()}s "{name}" is forbidden: unable to create new content in namespace ns '
+            "because it is being terminated",
+            "Forbidden",
+        )
+
+
+def test_a_namespace_being_deleted_is_neither_reported_nor_retried():
+    """Its ServedModels go with it: no ApplyFailed status, no Warning event, no retry with backoff."""
+    api = TerminatingNamespace()
+    reconciler = Reconciler(api=api, cache=FakeCache(SM))
+    asyncio.run(reconciler.reconcile(KEY))  # raising Retry would fail the test
+    assert api.dry_runs or api.applied
+    assert api.status_patches == [] and api.events == []
