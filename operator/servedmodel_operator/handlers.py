@@ -33,14 +33,12 @@ from .reconciler import Key, Reconciler
 from .relist import install as report_deletions_after_relists
 from .settings import Settings
 from .supervise import supervised
-from .terminating_namespaces import install as watch_terminating_namespaces_until_gone
 from .watches import CHILD_RESOURCES, SERVICE_MONITOR_CRD, cached_metadata, narrow
 from .workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
 report_deletions_after_relists()  # before kopf starts any watch (see relist.py)
 wait_for_missing_crds()  # around the above: a CRD deleted at run time is waited for (see missing_crd.py)
-watch_terminating_namespaces_until_gone()  # until their content is gone (see terminating_namespaces.py)
 # A CRD established before API discovery lists it is asked about again (see discovery_lag.py).
 rescan_until_discovery_lists_crds({(group, plural) for group, _, plural in CHILD_RESOURCES.values() if group})
 

@@ -94,8 +94,8 @@ class Reconciler:
     image_mount_setting: str = "auto"  # SERVEDMODEL_MODEL_IMAGE_MOUNT
     _image_mount: tuple[float, str, str] | None = None  # (when, mount, why): detected, cluster-wide
     requeue: Callable[[Key, float], None] | None = None  # reconcile this key again after a delay
-    # ServedModels the API server says are gone while the cache still holds them (key -> uid): a watch that
-    # stopped before their deletion never reports it (see _gone_meanwhile).
+    # ServedModels the API server says are gone while the cache still holds them (key -> uid), forgotten:
+    # a watch that stopped before their deletion never reports it (see _gone_meanwhile).
     _gone: dict[Key, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -320,6 +320,10 @@ class Reconciler:
         kind, name = desired["kind"], desired["metadata"]["name"]
         if isinstance(exc, ApiError) and exc.namespace_terminating:
             log.info("%s/%s: not applying %s %s: its namespace is being deleted", key[0], key[1], kind, name)
+            return None
+        namespace_gone = f'namespaces "{key[0]}" not found'
+        if isinstance(exc, ApiError) and exc.status == 404 and exc.message == namespace_gone:
+            self._forget_deleted(key, sm)  # the namespace is gone, and the ServedModel with it
             return None
         if not isinstance(exc, ApiError) or not exc.permanent:
             raise Retry(f"applying {kind} {name}: {exc}") from exc
@@ -641,13 +645,17 @@ class Reconciler:
         await self._write_status(key, sm, spec, st.blocked_conditions(reason, message), None, export)
 
     def _gone_meanwhile(self, key: Key, sm: dict[str, Any], exc: ApiError) -> None:
-        """The ServedModel was deleted after the cache's copy was taken. Usually its DELETED event follows;
-        but kopf stops watching a namespace as soon as it starts terminating, so the ServedModels deleted
-        with it stay in the cache for good, and each resync would reconcile them again (every child apply
-        refused: the namespace is gone). Only the API server's "<name> not found" counts: a 404 for the
-        whole resource (its CRD being replaced) says nothing about the object."""
-        if f'"{key[1]}" not found' not in exc.message:
-            return
+        """The ServedModel was deleted after the cache's copy was taken. Usually its DELETED event follows,
+        but not from a watch that stopped first: kopf stops watching a namespace as soon as its termination
+        starts, before its content is deleted, so such a ServedModel would stay in the cache for good,
+        reconciled again at every resync. (Keeping the namespace watched until it is gone made kopf hang at
+        start-up: a watch stopped with events not yet indexed holds its handlers for good.) Only the API
+        server's "<name> not found" counts: a 404 for the whole resource (its CRD being replaced) says
+        nothing about the object."""
+        if f'"{key[1]}" not found' in exc.message:
+            self._forget_deleted(key, sm)
+
+    def _forget_deleted(self, key: Key, sm: dict[str, Any]) -> None:
         if key not in self._gone:
             log.info("%s/%s: deleted (the API server no longer has it); forgetting it", *key)
         self._gone[key] = sm["metadata"].get("uid")

@@ -178,8 +178,8 @@ def test_a_name_stored_before_the_name_rule_stays_writable_and_deletable(kube, c
         args = ["-n", namespace, "patch", "servedmodel", "old.name", "--type=merge", *extra]
         proc = kube.kubectl(*args, "-p", json.dumps(patch), check=False)
         assert proc.returncode == 0, f"{patch}: {proc.stderr}"
-    sm = kube.get("servedmodel", "old.name", namespace)
-    assert sm["spec"]["replicas"] == 2 and sm["status"]["observedGeneration"] == 1
+    # The spec edit stuck (the status may be the operator's by now: it watches this namespace).
+    assert kube.get("servedmodel", "old.name", namespace)["spec"]["replicas"] == 2
     kube.kubectl("-n", namespace, "delete", "servedmodel", "old.name", "--wait=true", "--timeout=30s")
     assert kube.get("servedmodel", "old.name", namespace) is None
 

@@ -1,6 +1,6 @@
 """A ServedModel the API server no longer has, while the cache still holds it (kopf stops watching a namespace
-as soon as it terminates, so the deletions of its ServedModels never reach the cache): reconciled once, then
-forgotten, instead of having every child apply refused again at each resync, for good."""
+as soon as its termination starts, so deletions of its content still on their way never reach the cache):
+reconciled once, then forgotten, instead of having its writes refused again at every resync, for good."""
 
 from __future__ import annotations
 
@@ -20,53 +20,73 @@ SM = {
 KEY = ("ns", "m")
 
 
-class GoneNamespace(FakeApi):
-    """The API server after namespace ns was deleted: nothing can be created in it, and the ServedModel
-    (or, with `status_answer`, the whole resource) is not found."""
+class GoneServedModel(FakeApi):
+    """The namespace is there, the ServedModel is not (or, with `answer`, its whole resource is not)."""
 
-    def __init__(self, status_answer: str = 'servedmodels.servedmodel.io "m" not found') -> None:
+    def __init__(self, answer: str = 'servedmodels.servedmodel.io "m" not found') -> None:
         super().__init__()
-        self.status_answer = status_answer
+        self.answer = answer
+
+    def patch_status(self, group, version, namespace, name, patch):
+        super().patch_status(group, version, namespace, name, patch)
+        raise ApiError(404, self.answer, "NotFound")
+
+
+class GoneNamespace(GoneServedModel):
+    """Namespace ns was deleted: nothing can be written in it."""
 
     def admit(self, obj):
         raise ApiError(404, 'namespaces "ns" not found', "NotFound")
 
-    def patch_status(self, group, version, namespace, name, patch):
-        super().patch_status(group, version, namespace, name, patch)
-        raise ApiError(404, self.status_answer, "NotFound")
+
+def calls(api: FakeApi) -> tuple[int, ...]:
+    return len(api.dry_runs), len(api.applied), len(api.status_patches), len(api.events)
+
+
+def resyncs(reconciler: Reconciler, times: int = 3) -> None:
+    for _ in range(times):
+        asyncio.run(reconciler.reconcile(KEY))
 
 
 def test_a_served_model_the_api_server_no_longer_has_is_reconciled_once_then_forgotten():
+    api = GoneServedModel()
+    reconciler = Reconciler(api=api, cache=FakeCache(SM))
+    resyncs(reconciler, 1)  # children applied from the stale copy, then the status write's 404 tells
+    assert api.applied and len(api.status_patches) == 1
+    before = calls(api)
+    resyncs(reconciler)
+    assert calls(api) == before
+
+
+def test_a_served_model_whose_namespace_is_gone_is_forgotten_at_the_first_refusal():
     api = GoneNamespace()
     reconciler = Reconciler(api=api, cache=FakeCache(SM))
-    asyncio.run(reconciler.reconcile(KEY))  # every child refused (ApplyFailed), then the 404 that tells
-    assert api.dry_runs and len(api.status_patches) == 1
-    calls = (len(api.dry_runs), len(api.applied), len(api.status_patches), len(api.events))
-    for _ in range(3):  # the resyncs that follow
-        asyncio.run(reconciler.reconcile(KEY))
-    assert (len(api.dry_runs), len(api.applied), len(api.status_patches), len(api.events)) == calls
+    resyncs(reconciler, 1)
+    assert api.dry_runs or api.applied
+    assert api.status_patches == [] and api.events == []  # no ApplyFailed to write where nothing exists
+    before = calls(api)
+    resyncs(reconciler)
+    assert calls(api) == before
 
 
 def test_a_new_object_under_the_same_name_is_reconciled():
-    api = GoneNamespace()
+    api = GoneServedModel()
     cache = FakeCache(SM)
     reconciler = Reconciler(api=api, cache=cache)
-    asyncio.run(reconciler.reconcile(KEY))
-    asyncio.run(reconciler.reconcile(KEY))
+    resyncs(reconciler, 2)
     assert len(api.status_patches) == 1
 
     cache.sm = copy.deepcopy(SM)
     cache.sm["metadata"]["uid"] = "u2"  # the namespace and the ServedModel were created again
-    asyncio.run(reconciler.reconcile(KEY))
+    resyncs(reconciler, 1)
     assert len(api.status_patches) == 2
 
 
 def test_a_404_for_the_whole_resource_forgets_nothing():
     """While the CRD is being replaced the API server answers 404 for every ServedModel: not a deletion."""
-    api = GoneNamespace(status_answer="the server could not find the requested resource")
+    api = GoneServedModel(answer="the server could not find the requested resource")
     reconciler = Reconciler(api=api, cache=FakeCache(SM))
-    for _ in range(3):
-        asyncio.run(reconciler.reconcile(KEY))
+    resyncs(reconciler)
     assert len(api.status_patches) == 3
 
 
