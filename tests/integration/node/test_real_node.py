@@ -168,9 +168,8 @@ def test_configmap_update_reaches_the_pod(kube: Kube, real_node: RealNode, names
     print(f"\n[figure] ConfigMap update visible in the pod after {time.monotonic() - start:.1f}s")
 
 
-def test_service_and_dns_from_a_pod_and_from_the_node(
-    kube: Kube, real_node: RealNode, namespace: str
-) -> None:
+def start_token_server(kube: Kube, real_node: RealNode, namespace: str) -> str:
+    """Pod `server` (label app=server) answering HTTP on 8080 with a fresh token; returns the token."""
     token = uuid.uuid4().hex
     kube.apply(
         pod(
@@ -181,14 +180,24 @@ def test_service_and_dns_from_a_pod_and_from_the_node(
             container={"readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1}},
         )
     )
-    kube.apply(
-        {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {"name": "web", "namespace": namespace},
-            "spec": {"selector": {"app": "server"}, "ports": [{"port": 80, "targetPort": 8080}]},
-        }
-    )
+    return token
+
+
+def token_service(name: str, namespace: str, **spec: Any) -> dict[str, Any]:
+    """A Service on port 80 in front of start_token_server's pod."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"selector": {"app": "server"}, "ports": [{"port": 80, "targetPort": 8080}], **spec},
+    }
+
+
+def test_service_and_dns_from_a_pod_and_from_the_node(
+    kube: Kube, real_node: RealNode, namespace: str
+) -> None:
+    token = start_token_server(kube, real_node, namespace)
+    kube.apply(token_service("web", namespace))
     wait_ready(kube, "server", namespace)
     cluster_ip = kube.get("service", "web", namespace)["spec"]["clusterIP"]
     name = f"web.{namespace}.svc"
@@ -258,16 +267,7 @@ def test_a_service_reached_before_kube_proxy_knows_it_leaves_nothing_behind(
     it exists. Such a connection used to wait 3 s for an ARP answer on the pod bridge and leave a conntrack
     entry without DNAT for 120 s: a traffic loop that reused its source port then lost one request with
     'No route to host' (nodenet._reject_unrewritten_service_traffic)."""
-    token = uuid.uuid4().hex
-    kube.apply(
-        pod(
-            "server",
-            namespace,
-            real_node,
-            f"echo {token} > /www/index.html; exec httpd -f -p 8080 -h /www",
-            container={"readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1}},
-        )
-    )
+    token = start_token_server(kube, real_node, namespace)
     taken = {
         svc["spec"].get("clusterIP")
         for svc in json.loads(kube.kubectl("get", "services", "-A", "-o", "json").stdout)["items"]
@@ -279,18 +279,7 @@ def test_a_service_reached_before_kube_proxy_knows_it_leaves_nothing_behind(
     early = connect_from(real_node, source, address)
     assert early.get("errno") == errno.ECONNREFUSED and early["seconds"] < 1, early
 
-    kube.apply(
-        {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {"name": "early", "namespace": namespace},
-            "spec": {
-                "clusterIP": address,
-                "selector": {"app": "server"},
-                "ports": [{"port": 80, "targetPort": 8080}],
-            },
-        }
-    )
+    kube.apply(token_service("early", namespace, clusterIP=address))
     wait_ready(kube, "server", namespace)
     eventually(
         lambda: token in real_node.run_in_netns(["curl", "-sS", "-m", "2", f"http://{address}/"]).stdout,
